@@ -139,12 +139,15 @@ class DataSource(Frozen):
         ..., min_length=1, max_length=2048,
         description="builtin://<corpus>, tfds://<name>[:<version>]/<split>, or an fsspec path/URL (gs://, s3://, file).",
     )
-    role: Role = Field(..., description="What kind of data this is; reports and the recipes group by it.")
+    role: Role = Field(..., description="What kind of data this is; reports and the recipes group by it.", json_schema_extra=NOT_HASHED)
     tokens: TokenBudget | None = Field(None, description="Token budget of this source over the whole run (e.g. 200B); 0 drops the source.")
-    share: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="Budget as a fraction of the run's total tokens; 0 drops the source.")
-    max_repeats: int = Field(1, ge=1, le=1000, description="How many epochs over this source the budget may take.")
+    share: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="Budget as a fraction of the run's total tokens; 0 drops the source. Resolved into tokens before hashing.",
+                                 json_schema_extra=NOT_HASHED)
+    max_repeats: int = Field(1, ge=1, le=1000, description="How many epochs over this source the budget may take (a check; never hashed).",
+                             json_schema_extra=NOT_HASHED)
     declared_tokens: TokenCount | None = Field(
-        None, description="Size of the source in tokens as declared by its authors; used to price and check sources that cannot be resolved here.",
+        None, description="Size of the source in tokens as declared by its authors; used to price and check sources that cannot be resolved here (the lock pins the real data).",
+        json_schema_extra=NOT_HASHED,
     )
 
 
@@ -312,7 +315,7 @@ class RunSpec(Frozen):
     mesh: MeshSpec = Field(default_factory=MeshSpec, description="Hardware mesh.")
     dtypes: DTypes = Field(default_factory=DTypes, description="Parameter and compute dtypes.")
     kernels: KernelsSpec = Field(default_factory=KernelsSpec, description="Kernel implementations.")
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint cadence; never hashed.")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint cadence; never hashed.", json_schema_extra=NOT_HASHED)
 
     @property
     def tokens_per_step(self) -> int:

@@ -132,6 +132,7 @@ class _Builder:
                     self._problem(key_node, path + (key,), f"duplicate key {key!r}")
                     continue
                 result[key] = self.build(value_node, path + (key,))
+                self.lines[path + (key,)] = key_node.start_mark.line + 1  # point at the key, not its value
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]

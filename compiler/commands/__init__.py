@@ -1,0 +1,1 @@
+"""One module per `runix` subcommand (see compiler.cli.COMMANDS)."""
