@@ -1,0 +1,350 @@
+"""The lock: format, what enters the hash, hermetic staleness, and launch's gate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+import shutil
+
+import pytest
+
+from compiler.lock import (
+    Lock, build_lock, compare_locks, default_lockfile, load_locked_spec_set, lockfile_name, read_lock,
+    relative_spec_paths, require_fully_resolved, spec_set_root, write_lock,
+)
+from compiler.problems import SpecError
+from compiler.resolve_inputs import Resolution
+from compiler.specset import load_spec_set
+from tests.conftest import MINIMAL_RUN, REPO
+
+FAKE_ENV = {
+    "runtime": {"python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8",
+                "grain": "0.2.18", "orbax-checkpoint": "0.12.8", "numpy": "2.4.6"},
+    "numerics": {"cpu": {"machine": "x86_64", "isa": ["avx2", "fma"], "usable_cpus": 2}, "xla_flags": ["--fake"]},
+}
+
+
+def fake_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class FakeResolver:
+    """Digests derived from the URI (plus a salt), gs:// unreachable; counts every call."""
+
+    def __init__(self, salt: str = "", unreachable: tuple[str, ...] = ("gs://",)):
+        self.salt = salt
+        self.unreachable = unreachable
+        self.calls: list[str] = []
+
+    def source(self, uri):
+        self.calls.append(uri)
+        if uri.startswith(self.unreachable):
+            return Resolution(unresolved="no credentials here")
+        return Resolution(locked={"type": "fake", "digest": fake_digest(self.salt + uri),
+                                  "files": {"a": {"sha256": fake_digest(self.salt + uri + "/a"), "size": 1}}})
+
+    def tokenizer(self, uri, vocab_size):
+        self.calls.append(f"{uri}@{vocab_size}")
+        return Resolution(locked={"type": "fake-tokenizer", "digest": fake_digest(f"{uri}{vocab_size}"),
+                                  "vocab_size": vocab_size})
+
+    def token_count(self, source_uri, source, tokenizer_uri, vocab_size, tokenizer):
+        return 1000 + len(source_uri)
+
+
+def make_project(tmp_path: pathlib.Path, text: str = MINIMAL_RUN, name: str = "specs") -> pathlib.Path:
+    """A project folder (pyproject.toml marks its root) with one spec set under specs/."""
+    (tmp_path / "pyproject.toml").write_text("")
+    folder = tmp_path / name
+    folder.mkdir(parents=True)
+    (folder / "runs.yaml").write_text(text)
+    return folder
+
+
+def lock_folder(folder: pathlib.Path, resolver=None, env=FAKE_ENV) -> pathlib.Path:
+    paths = [folder]
+    rel = relative_spec_paths(paths, spec_set_root(paths))
+    lock = build_lock(load_spec_set(paths), rel, resolver or FakeResolver(), env)
+    path = default_lockfile(paths)
+    write_lock(path, lock)
+    return path
+
+
+def tiny_copy(tmp_path: pathlib.Path) -> pathlib.Path:
+    (tmp_path / "pyproject.toml").write_text("")
+    shutil.copytree(REPO / "specs" / "tiny", tmp_path / "specs" / "tiny")
+    return tmp_path / "specs" / "tiny"
+
+
+# --------------------------------------------------------------------------- format
+
+
+def test_lockfile_keeps_original_apart_from_locked_and_is_sorted_json(tmp_path):
+    folder = tiny_copy(tmp_path)
+    path = lock_folder(folder)
+    assert path == tmp_path / "lockfiles" / "tiny.lock.json"
+    text = path.read_text()
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    assert data["spec_set"]["paths"] == ["specs/tiny"]
+    assert set(data["spec_set"]["runs"]) == {"tiny-code", "tiny-code-text", "tiny-cooldown",
+                                             "tiny-sweep-code0", "tiny-sweep-code50", "tiny-sweep-code100"}
+    code = data["sources"]["builtin://code"]
+    assert code["original"] == {"uri": "builtin://code"}
+    assert code["locked"]["digest"] == fake_digest("builtin://code")
+    assert code["locked"]["token_counts"] == {"builtin://bpe?vocab_size=4096": 1000 + len("builtin://code")}
+    assert data["tokenizers"]["builtin://bpe?vocab_size=4096"]["original"] == {"uri": "builtin://bpe", "vocab_size": 4096}
+    assert data["environment"] == FAKE_ENV
+    # Writing the same lock again gives the same bytes: no clock, no absolute paths.
+    before = path.read_bytes()
+    lock_folder(folder)
+    assert path.read_bytes() == before
+    assert str(tmp_path) not in text
+
+
+def test_each_input_is_resolved_once(tmp_path):
+    resolver = FakeResolver()
+    lock_folder(tiny_copy(tmp_path), resolver)
+    assert sorted(resolver.calls) == sorted(set(resolver.calls))
+
+
+def test_lockfile_names():
+    assert lockfile_name([REPO / "specs" / "tiny"]) == "tiny.lock.json"
+    assert lockfile_name([REPO / "specs" / "tiny" / "chain.yaml"]) == "chain.lock.json"
+    assert lockfile_name([REPO / "specs" / "tiny" / "sweep.yaml", REPO / "specs" / "tiny" / "chain.yaml"]) == "chain+sweep.lock.json"
+    assert default_lockfile([REPO / "specs" / "tiny"]) == REPO / "lockfiles" / "tiny.lock.json"
+
+
+# --------------------------------------------------------------------------- the hash covers the lock
+
+
+def hashes_with(folder, resolver=None, env=FAKE_ENV):
+    lock_folder(folder, resolver, env)
+    return {run.name: run.hash for run in load_locked_spec_set([folder]).spec_set.runs}
+
+
+def test_locked_inputs_enter_the_hash_of_the_runs_that_read_them(tmp_path):
+    folder = tiny_copy(tmp_path)
+    unlocked = {run.name: run.hash for run in load_spec_set([folder]).runs}
+    base = hashes_with(folder)
+    assert all(base[name] != unlocked[name] for name in base)
+
+    class MarkupChanged(FakeResolver):
+        def source(self, uri):
+            found = super().source(uri)
+            if uri == "builtin://markup":
+                return Resolution(locked={**found.locked, "digest": fake_digest("other markup bytes")})
+            return found
+
+    changed = hashes_with(folder, MarkupChanged())
+    # markup is read by tiny-code only; its children change through the parent hash.
+    assert {n for n in base if base[n] != changed[n]} == {"tiny-code", "tiny-code-text", "tiny-cooldown"}
+
+
+def test_runtime_versions_enter_every_hash(tmp_path):
+    folder = tiny_copy(tmp_path)
+    base = hashes_with(folder)
+    env = {**FAKE_ENV, "runtime": {**FAKE_ENV["runtime"], "jax": "0.10.3"}}
+    assert all(a != b for a, b in zip(base.values(), hashes_with(folder, env=env).values()))
+
+
+def test_host_cpu_facts_only_enter_cpu_runs(tmp_path):
+    tpu = MINIMAL_RUN.replace("    steps: 10\n", "    steps: 10\n    mesh: {accelerator: tpu-v5e, chips: 8, axes: {data: 8}}\n")
+    both = tpu + MINIMAL_RUN.replace("runs:\n", "").replace("name: base", "name: on-cpu")
+    folder = make_project(tmp_path, both)
+    base = hashes_with(folder)
+    other_cpu = {**FAKE_ENV, "numerics": {**FAKE_ENV["numerics"], "cpu": {"machine": "x86_64", "isa": ["sse4_2"], "usable_cpus": 64}}}
+    changed = hashes_with(folder, env=other_cpu)
+    assert changed["base"] == base["base"]  # the TPU run
+    assert changed["on-cpu"] != base["on-cpu"]
+    flags = {**FAKE_ENV, "numerics": {**FAKE_ENV["numerics"], "xla_flags": ["--other"]}}
+    assert hashes_with(folder, env=flags)["base"] != base["base"]
+
+
+def test_unresolved_sources_still_hash_and_dry_run(tmp_path):
+    text = MINIMAL_RUN.replace('"builtin://code"', '"gs://bucket/code"').replace(
+        "share: 1.0}", "share: 1.0, declared_tokens: 1B}")
+    folder = make_project(tmp_path, text)
+    path = lock_folder(folder)
+    lock = read_lock(path)
+    assert lock.sources["gs://bucket/code"].unresolved == "no credentials here"
+    assert lock.sources["gs://bucket/code"].locked is None
+    locked = load_locked_spec_set([folder])
+    run = locked.spec_set.runs[0]
+    assert lock.inputs_for(run.spec)["sources"] == {"code": {"unresolved": True}}
+    assert lock.token_count("gs://bucket/code", run.spec) is None
+
+
+# --------------------------------------------------------------------------- staleness (hermetic)
+
+
+def test_hashing_with_a_lock_reads_no_data(tmp_path, monkeypatch):
+    folder = tiny_copy(tmp_path)
+    lock_folder(folder)
+    import compiler.resolve_inputs as resolvers
+
+    def boom(*args, **kwargs):
+        raise AssertionError("hashing must not resolve inputs")
+
+    monkeypatch.setattr(resolvers, "resolve_path", boom)
+    monkeypatch.setattr(resolvers, "resolve_tfds", boom)
+    monkeypatch.setattr(resolvers.DefaultResolver, "__init__", boom)
+    assert len(load_locked_spec_set([folder]).spec_set.runs) == 6
+
+
+def test_missing_lock_says_how_to_create_it(tmp_path):
+    folder = make_project(tmp_path)
+    with pytest.raises(SpecError) as err:
+        load_locked_spec_set([folder])
+    message = str(err.value)
+    assert "no lockfile" in message and f"runix lock {folder}" in message
+    assert str(tmp_path / "lockfiles" / "specs.lock.json") in message
+
+
+def test_a_spec_edit_without_relocking_is_stale(tmp_path):
+    folder = make_project(tmp_path)
+    path = lock_folder(folder)
+    old = read_lock(path).spec_set.runs["base"].spec_sha256
+    (folder / "runs.yaml").write_text(MINIMAL_RUN.replace("peak: 1e-3", "peak: 2e-3"))
+    with pytest.raises(SpecError) as err:
+        load_locked_spec_set([folder])
+    message = str(err.value)
+    new = load_spec_set([folder]).runs[0].hash
+    assert "stale lock" in message and "run base changed" in message
+    assert old in message and new in message
+    assert f"runix lock {folder}" in message
+
+
+def test_a_changed_source_uri_is_named(tmp_path):
+    folder = make_project(tmp_path)
+    lock_folder(folder)
+    (folder / "runs.yaml").write_text(MINIMAL_RUN.replace('"builtin://code"', '"builtin://text"'))
+    with pytest.raises(SpecError, match=r"source code builtin://code → builtin://text"):
+        load_locked_spec_set([folder])
+
+
+def test_added_and_removed_runs_are_stale(tmp_path):
+    folder = make_project(tmp_path)
+    lock_folder(folder)
+    extra = MINIMAL_RUN + "  - {name: more, extends: base, steps: 20}\n"
+    (folder / "runs.yaml").write_text(extra)
+    with pytest.raises(SpecError, match="run more is not locked"):
+        load_locked_spec_set([folder])
+    lock_folder(folder)
+    (folder / "runs.yaml").write_text(MINIMAL_RUN)
+    with pytest.raises(SpecError, match="run more was removed"):
+        load_locked_spec_set([folder])
+
+
+def test_a_parent_edit_makes_the_children_stale(tmp_path):
+    folder = tiny_copy(tmp_path)
+    lock_folder(folder)
+    chain = folder / "chain.yaml"
+    chain.write_text(chain.read_text().replace("peak: 3e-3}\n        - {kind: cosine, floor: 3e-4}          # the rest",
+                                               "peak: 4e-3}\n        - {kind: cosine, floor: 3e-4}          # the rest"))
+    with pytest.raises(SpecError) as err:
+        load_locked_spec_set([folder])
+    stale = {p.path.rsplit(".", 1)[-1] for p in err.value.problems}
+    assert stale == {"tiny-code", "tiny-code-text", "tiny-cooldown"}
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"{not json", "not JSON"),
+    (b"\xff\xfe", "not JSON"),
+    (b"[]", "corrupt lockfile"),
+    (b'{"runix_lock": 99}', "lockfile format 99"),
+    (None, "corrupt lockfile"),  # valid JSON, a locked entry without its digest
+])
+def test_a_corrupt_lockfile_is_bad_input(tmp_path, content, expected):
+    folder = make_project(tmp_path)
+    path = lock_folder(folder)
+    if content is None:
+        data = json.loads(path.read_text())
+        del data["sources"]["builtin://code"]["locked"]["digest"]
+        content = json.dumps(data).encode()
+    path.write_bytes(content)
+    with pytest.raises(SpecError) as err:
+        load_locked_spec_set([folder])
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_lockfile_of_another_spec_set_is_refused(tmp_path):
+    folder = make_project(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.yaml").write_text(MINIMAL_RUN.replace("name: base", "name: elsewhere"))
+    path = lock_folder(other)
+    with pytest.raises(SpecError) as err:
+        load_locked_spec_set([folder], lockfile=path)
+    message = str(err.value)
+    assert "belongs to another spec set (other), not specs" in message
+
+
+def test_a_copied_or_partial_spec_set_finds_its_lock_by_content(tmp_path):
+    folder = tiny_copy(tmp_path)
+    lock_folder(folder)
+    full = {r.name: r.hash for r in load_locked_spec_set([folder]).spec_set.runs}
+    # One file of the locked folder: lockfiles/chain.lock.json does not exist, tiny's covers it.
+    part = load_locked_spec_set([folder / "chain.yaml"])
+    assert part.lockfile == tmp_path / "lockfiles" / "tiny.lock.json"
+    assert {r.name: r.hash for r in part.spec_set.runs} == {n: full[n] for n in ("tiny-code", "tiny-code-text", "tiny-cooldown")}
+    # A renamed copy outside any project, hashed from inside the project (cwd).
+    copy = tmp_path.parent / (tmp_path.name + "-copy")
+    shutil.copytree(folder, copy)
+    (copy / "chain.yaml").rename(copy / "renamed.yaml")
+    assert {r.name: r.hash for r in load_locked_spec_set([copy], cwd=tmp_path).spec_set.runs} == full
+    shutil.rmtree(copy)
+
+
+# --------------------------------------------------------------------------- launch gate, --check
+
+
+def test_require_fully_resolved_names_every_unresolved_input(tmp_path):
+    text = MINIMAL_RUN.replace("        code: {uri", "        web: {uri: \"gs://bucket/web\", role: text, share: 0.5}\n        code: {uri").replace(
+        "share: 1.0}", "share: 0.5}")
+    folder = make_project(tmp_path, text)
+    lock_folder(folder)
+    locked = load_locked_spec_set([folder])
+    with pytest.raises(SpecError) as err:
+        require_fully_resolved(locked.lock, locked.spec_set.runs)
+    message = str(err.value)
+    assert "source web gs://bucket/web is unresolved (no credentials here)" in message
+    assert "runs[base]" in message
+    lock_folder(folder, FakeResolver(unreachable=("nothing://",)))
+    locked = load_locked_spec_set([folder])
+    require_fully_resolved(locked.lock, locked.spec_set.runs)  # no error
+
+
+def test_compare_locks_names_the_drifted_input_and_files(tmp_path):
+    folder = make_project(tmp_path)
+    old = read_lock(lock_folder(folder))
+    new = read_lock(lock_folder(folder, FakeResolver(salt="x")))
+    drifts = {d.what: d for d in compare_locks(old, new)}
+    drift = drifts["source builtin://code"]
+    assert drift.old == fake_digest("builtin://code") and drift.new == fake_digest("xbuiltin://code")
+    assert "files changed: a" in str(drift)
+    assert compare_locks(old, old) == []
+    env = {**FAKE_ENV, "runtime": {**FAKE_ENV["runtime"], "numpy": "9.9"}}
+    assert [str(d) for d in compare_locks(old, read_lock(lock_folder(folder, env=env)))] == ["runtime numpy: 2.4.6 → 9.9"]
+
+
+def test_store_lock_entries_rehash_to_the_run_hash(tmp_path):
+    from compiler.canonical import run_hash
+
+    folder = tiny_copy(tmp_path)
+    lock_folder(folder)
+    locked = load_locked_spec_set([folder])
+    for run in locked.spec_set.runs:
+        entries = locked.lock.entries_for(run)
+        assert run_hash(run.spec, run.parent_hash, entries["inputs"]) == run.hash
+        assert set(entries["sources"]) == set(run.spec.data.sources)
+
+
+def test_lock_model_rejects_dangling_references():
+    data = json.loads((REPO / "lockfiles" / "tiny.lock.json").read_text()) if (REPO / "lockfiles" / "tiny.lock.json").exists() else None
+    if data is None:
+        pytest.skip("no shipped lockfile")
+    del data["sources"]["builtin://code"]
+    with pytest.raises(Exception, match="refers to inputs with no entry"):
+        Lock.model_validate(data)
