@@ -22,9 +22,9 @@ PRESETS = MappingProxyType({
     # paper's size (compiler.flops has the formulas; specs/to_code/README.md
     # the arithmetic):
     #   470m: 256000·1024 = 262.1M embedding + 16·(4·1024² + 3·1024·2816 + 1024)
-    #         = 205.6M blocks → 467.7M total (head_dim 64).
+    #         = 205.5M blocks → 467.7M total (head_dim 64).
     #   2.8b: 256000·2560 = 655.4M embedding + 27·(4·2560² + 3·2560·6912 + 2560)
-    #         = 2141.2M blocks → 2.797B total (head_dim 128). The earlier 24
+    #         = 2141.1M blocks → 2.796B total (head_dim 128). The earlier 24
     #         layers gave only 2.559B (9% short), hence 27.
     "to-code-470m": MappingProxyType(dict(vocab_size=256_000, d_model=1024, n_layers=16, n_heads=16, d_ff=2816)),
     "to-code-2.8b": MappingProxyType(dict(vocab_size=256_000, d_model=2560, n_layers=27, n_heads=20, d_ff=6912)),
