@@ -13,6 +13,8 @@ from typing import Any
 
 from compiler.spec import RUN_NAME_PATTERN, SCHEMA_VERSION, RunSpec
 
+PLACEHOLDER_NAME_PATTERN = r"^[A-Za-z0-9{][A-Za-z0-9._{}-]*$"
+
 
 def _without_required(node: Any) -> Any:
     if isinstance(node, dict):
@@ -25,6 +27,8 @@ def _without_required(node: Any) -> Any:
 def spec_file_schema() -> dict[str, Any]:
     run = _without_required(copy.deepcopy(RunSpec.model_json_schema()))
     defs = run.pop("$defs", {})
+    # A matrix entry may name its parent with {axis} placeholders.
+    defs["ParentInit"]["properties"]["run"]["anyOf"][0]["pattern"] = PLACEHOLDER_NAME_PATTERN
     patch = {"type": "object", "description": "A partial run merged onto the entry (deep merge)."}
     run["properties"].update({
         "name": {"type": "string", "description": "Unique run name; a matrix entry uses {axis} placeholders."},

@@ -17,7 +17,7 @@ import enum
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 SCHEMA_VERSION = 1
 """Bumped whenever the meaning of a spec field changes; it is part of every hash."""
@@ -54,10 +54,20 @@ def _parse_token_count(value: object) -> object:
     return value
 
 
-TokenCount = Annotated[int, BeforeValidator(_parse_token_count), Field(ge=1, le=10**16)]
+TOKEN_COUNT_PATTERN = r"^\s*[0-9][0-9_]*(\.[0-9]+)?\s*[KMBTkmbt]?\s*$"
+
+
+def _token_json_schema(minimum: int) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [
+        {"type": "integer", "minimum": minimum, "maximum": 10**16},
+        {"type": "string", "pattern": TOKEN_COUNT_PATTERN, "description": "e.g. 200B, 1.5M, 262_144"},
+    ]})
+
+
+TokenCount = Annotated[int, BeforeValidator(_parse_token_count), Field(ge=1, le=10**16), _token_json_schema(1)]
 """A positive whole number of tokens; strings with K/M/B/T suffixes are accepted."""
 
-TokenBudget = Annotated[int, BeforeValidator(_parse_token_count), Field(ge=0, le=10**16)]
+TokenBudget = Annotated[int, BeforeValidator(_parse_token_count), Field(ge=0, le=10**16), _token_json_schema(0)]
 """Like TokenCount, but 0 is allowed: a source with a zero budget is dropped before hashing."""
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
