@@ -1,0 +1,149 @@
+"""End-to-end: `runix lock`, and `runix hash` refusing a missing or stale lock."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from tests.conftest import run_cli
+
+SPEC = """\
+runs:
+  - name: base
+    model: {{preset: tiny}}
+    batch: {{sequences: 8, sequence_length: 128}}
+    steps: 10
+    data:
+      tokenizer: "{data}/tokenizer.json"
+      sources:
+        code: {{uri: "{data}/code", role: code, share: 0.5}}
+        web: {{uri: "gs://runix-test-bucket/web", role: text, share: 0.5, declared_tokens: 1B}}
+    schedule:
+      phases:
+        - {{kind: warmup, length: 2, peak: 1e-3}}
+        - {{kind: cosine, floor: 1e-4}}
+  - name: child
+    extends: base
+    steps: 5
+    init: {{kind: parent, run: base}}
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A project (pyproject.toml marks its root) with local data, a tokenizer and one spec set."""
+    (tmp_path / "pyproject.toml").write_text("")
+    data = tmp_path / "data"
+    (data / "code").mkdir(parents=True)
+    (data / "code" / "a.py").write_text("print('a')\n")
+    (data / "code" / "b.py").write_text("print('b')\n")
+    (data / "tokenizer.json").write_text('{"model": "fake"}')
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "runs.yaml").write_text(SPEC.format(data=data))
+    return tmp_path
+
+
+def lock(project, *extra):
+    return run_cli("lock", "specs", "--offline", *extra, cwd=project)
+
+
+def hashes(project, *extra):
+    result = run_cli("hash", "specs", *extra, cwd=project)
+    assert result.returncode == 0, result.stderr
+    return dict(reversed(line.split("  ")) for line in result.stdout.splitlines())
+
+
+def test_lock_writes_the_lockfile_and_reports_unresolved_inputs(project):
+    result = lock(project)
+    assert result.returncode == 0, result.stderr
+    path = project / "lockfiles" / "specs.lock.json"
+    data = json.loads(path.read_text())
+    assert data["spec_set"]["paths"] == ["specs"]
+    code = data["sources"][f"{project}/data/code"]
+    assert set(code["locked"]["files"]) == {"a.py", "b.py"}
+    web = data["sources"]["gs://runix-test-bucket/web"]
+    assert web["locked"] is None and "--offline" in web["unresolved"]
+    assert "unresolved: gs://runix-test-bucket/web" in result.stdout
+    assert set(hashes(project)) == {"base", "child"}
+
+
+def test_hash_without_a_lock_exits_2_and_says_how_to_lock(project):
+    result = run_cli("hash", "specs", cwd=project)
+    assert result.returncode == 2
+    assert "no lockfile" in result.stderr and "runix lock specs" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "lockfiles").exists()
+
+
+def test_a_spec_edit_needs_a_relock(project):
+    assert lock(project).returncode == 0
+    before = hashes(project)
+    spec = project / "specs" / "runs.yaml"
+    spec.write_text(spec.read_text().replace("peak: 1e-3", "peak: 2e-3"))
+    lockfile = (project / "lockfiles" / "specs.lock.json").read_bytes()
+    result = run_cli("hash", "specs", cwd=project)
+    assert result.returncode == 2
+    assert "stale lock: run base changed" in result.stderr
+    assert "run child or its parent chain changed" in result.stderr
+    assert "`runix lock specs`" in result.stderr and "→" in result.stderr
+    assert (project / "lockfiles" / "specs.lock.json").read_bytes() == lockfile
+    assert lock(project).returncode == 0
+    after = hashes(project)
+    assert after["base"] != before["base"] and after["child"] != before["child"]
+
+
+def test_data_drift_is_found_by_check_not_by_hash(project):
+    assert lock(project).returncode == 0
+    before = hashes(project)
+    assert lock(project, "--check").returncode == 0
+    (project / "data" / "code" / "b.py").write_text("print('B')\n")
+    assert hashes(project) == before  # hashing is hermetic: it reads the lock, not the data
+    result = lock(project, "--check")
+    assert result.returncode == 1
+    assert f"drift: source {project}/data/code:" in result.stdout and "files changed: b.py" in result.stdout
+    assert "runix lock specs" in result.stdout
+    assert lock(project).returncode == 0
+    assert hashes(project) != before
+    assert lock(project, "--check").returncode == 0
+
+
+def test_check_needs_a_fresh_lock(project):
+    result = lock(project, "--check")
+    assert result.returncode == 2 and "no lockfile to check" in result.stderr
+    assert lock(project).returncode == 0
+    spec = project / "specs" / "runs.yaml"
+    spec.write_text(spec.read_text().replace("steps: 5", "steps: 6"))
+    result = lock(project, "--check")
+    assert result.returncode == 2 and "stale lock: run child" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"{truncated", b'{"runix_lock": 1}', b"\x00\x01"])
+def test_a_corrupt_lockfile_is_never_overwritten(project, content):
+    path = project / "lockfiles" / "specs.lock.json"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    for result in (run_cli("hash", "specs", cwd=project), lock(project)):
+        assert result.returncode == 2, result.stdout
+        assert "corrupt lockfile" in result.stderr and str(path) in result.stderr
+        assert "Traceback" not in result.stderr
+    assert path.read_bytes() == content
+    assert lock(project, "--force").returncode == 0
+    assert hashes(project)
+
+
+def test_a_lockfile_of_another_spec_set_is_never_overwritten(project):
+    other = project / "other"
+    other.mkdir()
+    (other / "x.yaml").write_text((project / "specs" / "runs.yaml").read_text().replace("name: base", "name: o-base")
+                                  .replace("run: base", "run: o-base").replace("extends: base", "extends: o-base"))
+    assert run_cli("lock", "other", "--offline", cwd=project).returncode == 0
+    path = project / "lockfiles" / "other.lock.json"
+    before = path.read_bytes()
+    result = lock(project, "--lockfile", str(path))
+    assert result.returncode == 2
+    assert "belongs to another spec set (other), not specs" in result.stderr
+    assert path.read_bytes() == before
+    result = run_cli("hash", "specs", "--lockfile", str(path), cwd=project)
+    assert result.returncode == 2 and "belongs to another spec set" in result.stderr
