@@ -1,0 +1,140 @@
+"""Data pipeline throughput (tokens/s from token shards) and the time to prepare the defaults.
+
+Why: the trainer must never wait on data, and a fresh machine must get from
+nothing to trainable shards quickly. This measures both:
+
+  * preparation from scratch, each stage timed: unpacking the Debian packages
+    (only if absent; this one needs the package registry), the four built-in
+    corpora as TFDS datasets, the BPE tokenizer, and the token shards;
+  * pipeline throughput of the batch function over the four shards, in
+    tokens/s (inputs tokens delivered), called directly and through grain
+    (threads, and worker processes measured after their start-up).
+
+`pipeline_tokens_per_second(batch_fn, ...)` is the function to call for a
+ratio against a training step's consumption (tokens/s of the step).
+
+    .venv/bin/python benchmarks/bench_data.py                 # fresh temporary root
+    .venv/bin/python benchmarks/bench_data.py --root .runix/data   # reuse a root
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from runtime.data.batches import BatchFunction, MixtureSource, make_batch_function  # noqa: E402
+from runtime.data.corpora import prepare_default_corpora  # noqa: E402
+from runtime.data.pipeline import make_batch_dataset  # noqa: E402
+from runtime.data.shards import build_shard  # noqa: E402
+from runtime.data.tokenizer import train_tokenizer  # noqa: E402
+
+SHARES = {"builtin://code": 0.5, "builtin://text": 0.25, "builtin://markup": 0.125, "builtin://code-adjacent": 0.125}
+
+
+def prepare_from_scratch(root: pathlib.Path, vocab_size: int) -> tuple[dict, dict[str, float]]:
+    """Prepare corpora, tokenizer and shards under `root`; return (shards, seconds per stage)."""
+    seconds: dict[str, float] = {}
+    if not (root / "debian").is_dir():
+        started = time.perf_counter()
+        subprocess.run(["bash", str(REPO / "scripts/install_corpora.sh"), str(root)], check=True)
+        seconds["debian packages (download + unpack)"] = time.perf_counter() - started
+    started = time.perf_counter()
+    manifests = prepare_default_corpora(root)
+    seconds["corpora (4 TFDS datasets)"] = time.perf_counter() - started
+    started = time.perf_counter()
+    tokenizer = train_tokenizer(manifests, vocab_size, root)
+    seconds[f"tokenizer (BPE, vocab {vocab_size})"] = time.perf_counter() - started
+    started = time.perf_counter()
+    shards = {uri: build_shard(manifest, tokenizer, root) for uri, manifest in manifests.items()}
+    total_tokens = sum(shard.num_tokens for shard in shards.values())
+    seconds[f"shards ({total_tokens:,} tokens)"] = time.perf_counter() - started
+    return shards, seconds
+
+
+def default_batch_function(shards: dict, sequence_length: int, batch_size: int, steps: int) -> BatchFunction:
+    """A mixture of the four built-in shards by SHARES, repeats as needed."""
+    total = steps * batch_size
+    counts = {uri: int(total * share) for uri, share in SHARES.items()}
+    counts["builtin://code"] += total - sum(counts.values())
+    sources = [
+        MixtureSource(uri.removeprefix("builtin://"), shards[uri], n * sequence_length, 1_000)
+        for uri, n in counts.items()
+    ]
+    return make_batch_function(sources, sequence_length, batch_size, steps, seed=0, document_masking=True)
+
+
+def pipeline_tokens_per_second(
+    batch_fn: BatchFunction, *, steps: int | None = None, num_threads: int = 1, num_workers: int = 0, grain: bool = True
+) -> float:
+    """Input tokens per second the pipeline delivers over `steps` steps (all by default).
+
+    With worker processes, the clock starts at the first batch, so their
+    one-off start-up (spawning, importing) is not counted.
+    """
+    steps = min(steps or batch_fn.num_steps, batch_fn.num_steps)
+    tokens_per_step = batch_fn.local_batch_size * batch_fn.sequence_length
+    if not grain:
+        started = time.perf_counter()
+        for step in range(steps):
+            batch_fn.batch_at(step)
+        return steps * tokens_per_step / (time.perf_counter() - started)
+    iterator = iter(make_batch_dataset(batch_fn, num_threads=num_threads, num_workers=num_workers))
+    try:
+        next(iterator)
+        started = time.perf_counter()
+        for _ in range(steps - 1):
+            next(iterator)
+        return (steps - 1) * tokens_per_step / (time.perf_counter() - started)
+    finally:
+        close = getattr(iterator, "close", None)
+        if close:
+            close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=pathlib.Path, help="data root (default: a fresh temporary one)")
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--steps", type=int, default=400)
+    args = parser.parse_args(argv)
+
+    temporary = None
+    root = args.root
+    if root is None:
+        temporary = tempfile.mkdtemp(prefix="runix-bench-data-")
+        root = pathlib.Path(temporary)
+    try:
+        print(f"== preparation under {root}")
+        shards, seconds = prepare_from_scratch(root, args.vocab)
+        for stage, value in seconds.items():
+            print(f"  {stage:<44} {value:7.2f} s")
+        prepared = sum(v for k, v in seconds.items() if not k.startswith("debian"))
+        print(f"  {'corpora + tokenizer + shards':<44} {prepared:7.2f} s")
+
+        print("== pipeline throughput (input tokens/s, document masking on)")
+        print(f"  {'L x B':<12} {'direct':>12} {'grain 1 thr':>12} {'grain 2 thr':>12} {'2 workers':>12}")
+        for length, batch in ((128, 8), (512, 16), (1024, 32), (2048, 64)):
+            fn = default_batch_function(shards, length, batch, args.steps)
+            rates = [
+                pipeline_tokens_per_second(fn, grain=False),
+                pipeline_tokens_per_second(fn, num_threads=1),
+                pipeline_tokens_per_second(fn, num_threads=2),
+                pipeline_tokens_per_second(fn, num_threads=0, num_workers=2),
+            ]
+            print(f"  {f'{length} x {batch}':<12} " + " ".join(f"{r / 1e6:10.2f} M" for r in rates))
+    finally:
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

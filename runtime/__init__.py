@@ -1,0 +1,1 @@
+"""runix runtime: what runs a locked training run (data pipeline, model, trainer)."""
