@@ -1,0 +1,275 @@
+"""The plan: every run of a spec set with its price, parents before children.
+
+Why a stage of its own: `runix compile --dry-run` must answer "what will this
+cost, and will it fit?" before anything launches, from the hashed spec set
+alone (as Nix computes output paths before building). `plan` is a pure
+function of the compiled spec set, the set of hashes already built, and an
+optional MFU override; it reads no clock, file or environment and never
+imports jax.
+
+Per run: parameters and training FLOPs (compiler.flops), peak memory per chip
+(compiler.memory) against the accelerator's (compiler.hardware), and
+    chip-hours = FLOPs ÷ (peak FLOP/s per chip × MFU) ÷ 3600
+    wall-clock hours = chip-hours ÷ chips of the run's mesh.
+A run whose hash is in `built` is skipped on launch, as Nix skips a built
+derivation: its status is "built" and it adds nothing to the totals.
+
+A run that cannot fit in its chips' memory, or whose mesh cannot split its
+model, is bad input: `plan` raises SpecError naming the run and the numbers.
+(A batch that does not split over data × fsdp is already refused by
+compiler.validate.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+from typing import Any
+
+from compiler.flops import FlopCount, ParameterCount, parameter_count, training_flops
+from compiler.hardware import HardwareProfile, profile
+from compiler.memory import MemoryEstimate, memory_per_chip, value
+from compiler.problems import Problem, SpecError
+from compiler.specset import CompiledRun, SpecSet
+
+PLAN_FORMAT = 1
+"""Version of the JSON layout of `Plan.to_json` (compiler/PLAN_JSON.md); bumped on any breaking change."""
+
+STATUS_TO_BUILD, STATUS_BUILT = "to build", "built"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    run: CompiledRun
+    built: bool
+    hardware: HardwareProfile
+    mfu: float
+    params: ParameterCount
+    flops: FlopCount
+    memory: MemoryEstimate
+
+    @property
+    def status(self) -> str:
+        return STATUS_BUILT if self.built else STATUS_TO_BUILD
+
+    @property
+    def chip_hours(self) -> float:
+        """Estimated chip-hours to train the run (whether or not it is built)."""
+        return self.flops.total / (self.hardware.peak_flops * self.mfu) / 3600
+
+    @property
+    def wall_hours(self) -> float:
+        return self.chip_hours / self.run.spec.mesh.chips
+
+
+@dataclasses.dataclass(frozen=True)
+class Totals:
+    """Sums over the runs still to build (a built run costs nothing)."""
+
+    runs: int
+    to_build: int
+    built: int
+    tokens: int
+    flops: int
+    chip_hours: float
+    wall_hours: float  # the runs one after another
+    critical_path_hours: float  # the longest parent → child chain, if every independent run had its own chips
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    runs: tuple[RunPlan, ...]  # parents before children, as in the spec set
+    mfu_override: float | None
+
+    def hardware(self) -> list[HardwareProfile]:
+        """The profiles the runs use, by name."""
+        return sorted({r.hardware.name: r.hardware for r in self.runs}.values(), key=lambda hw: hw.name)
+
+    def totals(self) -> Totals:
+        pending = [r for r in self.runs if not r.built]
+        finish: dict[str, float] = {}
+        for r in self.runs:  # parents first
+            start = finish.get(r.run.parent_name, 0.0) if r.run.parent_name else 0.0
+            finish[r.run.name] = start + (0.0 if r.built else r.wall_hours)
+        return Totals(
+            runs=len(self.runs),
+            to_build=len(pending),
+            built=len(self.runs) - len(pending),
+            tokens=sum(r.run.spec.total_tokens for r in pending),
+            flops=sum(r.flops.total for r in pending),
+            chip_hours=sum(r.chip_hours for r in pending),
+            wall_hours=sum(r.wall_hours for r in pending),
+            critical_path_hours=max(finish.values(), default=0.0),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as plain JSON data; every key is documented in compiler/PLAN_JSON.md."""
+        totals = self.totals()
+        return {
+            "format": PLAN_FORMAT,
+            "mfu_override": self.mfu_override,
+            "hardware": {
+                hw.name: {
+                    "peak_flops_per_chip": hw.peak_flops,
+                    "memory_bytes_per_chip": hw.memory_bytes,
+                    "memory_shared_by_host": hw.memory_shared,
+                    "chips_per_host": hw.chips_per_host,
+                    "default_mfu": hw.default_mfu,
+                    "source": hw.source,
+                }
+                for hw in self.hardware()
+            },
+            "runs": [_run_json(r) for r in self.runs],
+            "totals": dataclasses.asdict(totals),
+        }
+
+
+def _run_json(r: RunPlan) -> dict[str, Any]:
+    spec, run = r.run.spec, r.run
+    axes = spec.mesh.axes
+    return {
+        "name": run.name,
+        "hash": run.hash,
+        "short_hash": run.short_hash,
+        "parent_name": run.parent_name,
+        "parent_hash": run.parent_hash,
+        "status": r.status,
+        "location": str(run.location),
+        "accelerator": value(spec.mesh.accelerator),
+        "chips": spec.mesh.chips,
+        "mesh": {"data": axes.data, "fsdp": axes.fsdp, "tensor": axes.tensor},
+        "steps": spec.total_steps,
+        "tokens": spec.total_tokens,
+        "sequences_per_step": spec.batch.sequences,
+        "sequence_length": spec.batch.sequence_length,
+        "parameters": {
+            "total": r.params.total,
+            "non_embedding": r.params.non_embedding,
+            "embedding": r.params.embedding,
+            "output": r.params.output,
+        },
+        "flops": {
+            "per_token": r.flops.per_token,
+            "dense_per_token": r.flops.dense_per_token,
+            "attention_per_token": r.flops.attention_per_token,
+            "output_per_token": r.flops.output_per_token,
+            "total": r.flops.total,
+        },
+        "memory_per_chip": {
+            **r.memory.terms(),
+            "total": r.memory.total,
+            "capacity": r.memory.capacity,
+            "fraction": r.memory.fraction,
+            "remat": value(spec.model.remat),
+            "cross_entropy": spec.kernels.cross_entropy,
+            "attention": spec.kernels.attention,
+        },
+        "mfu": r.mfu,
+        "chip_hours": r.chip_hours,
+        "wall_hours": r.wall_hours,
+    }
+
+
+def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | None = None) -> Plan:
+    """Price every run of `spec_set`; raise SpecError with every run that cannot run on its mesh.
+
+    `built` holds the hashes already in the store (none before a store exists);
+    `mfu` overrides every profile's default_mfu.
+    """
+    if mfu is not None and not 0 < mfu <= 1:
+        raise ValueError(f"mfu must be in (0, 1], got {mfu}")
+    built = frozenset(built)
+    runs: list[RunPlan] = []
+    problems: list[Problem] = []
+    for run in spec_set.runs:
+        spec = run.spec
+        hardware = profile(spec.mesh.accelerator)
+        memory = memory_per_chip(spec, hardware.memory_per_chip(spec.mesh.chips))
+        runs.append(RunPlan(
+            run=run, built=run.hash in built, hardware=hardware,
+            mfu=hardware.default_mfu if mfu is None else mfu,
+            params=parameter_count(spec.model), flops=training_flops(spec), memory=memory,
+        ))
+        problems.extend(_mesh_problems(run))
+        if not memory.fits:
+            problems.append(Problem(run.location, f"runs[{run.name}].mesh", _fit_message(run, memory)))
+    if problems:
+        raise SpecError(problems)
+    return Plan(tuple(runs), mfu)
+
+
+def _mesh_problems(run: CompiledRun) -> list[Problem]:
+    """Tensor-parallel ways must split the heads and the MLP width."""
+    spec = run.spec
+    m, tensor = spec.model, spec.mesh.axes.tensor
+    where = f"runs[{run.name}].mesh.axes.tensor"
+    problems = []
+    for field, size in (("n_heads", m.n_heads), ("d_ff", m.d_ff)):
+        if size % tensor:
+            problems.append(Problem(run.location, where, f"run {run.name!r}: tensor ({tensor} ways) does not divide "
+                                                         f"model.{field} ({size}); use a divisor of {size}"))
+    kv = m.n_kv_heads
+    if kv % tensor and tensor % kv:
+        problems.append(Problem(run.location, where, f"run {run.name!r}: tensor ({tensor} ways) neither divides "
+                                                     f"model.n_kv_heads ({kv}) nor is a multiple of it"))
+    return problems
+
+
+def _fit_message(run: CompiledRun, memory: MemoryEstimate) -> str:
+    spec = run.spec
+    mesh, axes, accelerator = spec.mesh, spec.mesh.axes, value(spec.mesh.accelerator)
+    terms = " + ".join(f"{name} {format_bytes(size)}" for name, size in memory.terms().items() if size)
+    message = (
+        f"run {run.name!r} needs {format_bytes(memory.total)} per chip but one {accelerator} chip has "
+        f"{format_bytes(memory.capacity)} ({terms}; {mesh.chips} chips as data {axes.data} × fsdp {axes.fsdp} × "
+        f"tensor {axes.tensor}, {spec.batch.sequences // (axes.data * axes.fsdp)} sequences of "
+        f"{spec.batch.sequence_length} tokens per chip, remat {value(spec.model.remat)}, "
+        f"cross_entropy {spec.kernels.cross_entropy})"
+    )
+    hints = []
+
+    def estimate(**updates) -> str:
+        changed = spec.model_copy(update={key: getattr(spec, key).model_copy(update=val) for key, val in updates.items()})
+        return format_bytes(memory_per_chip(changed, memory.capacity).total)
+
+    if spec.model.remat != "full":
+        hints.append(f"model.remat: full would need {estimate(model={'remat': 'full'})}")
+    if spec.kernels.cross_entropy == "reference":
+        hints.append(f"kernels.cross_entropy: chunked would need {estimate(kernels={'cross_entropy': 'chunked'})}")
+    elif spec.kernels.cross_entropy_chunk > 512 and memory.loss > memory.total // 4:
+        hints.append(f"kernels.cross_entropy_chunk: 512 would need {estimate(kernels={'cross_entropy_chunk': 512})}")
+    hints.append("more fsdp ways split the weights and the batch further")
+    return message + "; " + "; ".join(hints)
+
+
+# --------------------------------------------------------------------------- formatting (shared with the CLI)
+
+_SI = ((10**18, "E"), (10**15, "P"), (10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+
+
+def format_count(value: float) -> str:
+    """262144 → 262K, 1.4e9 → 1.40B (tokens, parameters)."""
+    for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:g}"
+
+
+def format_bytes(value: float) -> str:
+    """Decimal units, as accelerator vendors state memory: 16 GB is 16·10⁹ bytes."""
+    for scale, suffix in _SI:
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {suffix}B"
+    return f"{value:g} B"
+
+
+def format_flops(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def format_hours(value: float) -> str:
+    if value == 0:
+        return "0"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"

@@ -1,0 +1,103 @@
+"""The plan: per-run prices, totals, built runs, and runs that cannot run on their mesh."""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler.plan import plan
+from compiler.problems import SpecError
+from compiler.specset import load_spec_set
+from tests.conftest import MINIMAL_RUN, REPO
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_spec_set([REPO / "specs" / "tiny"])
+
+
+def test_runs_in_dependency_order_with_prices(tiny):
+    result = plan(tiny)
+    names = [r.run.name for r in result.runs]
+    assert names.index("tiny-code") < names.index("tiny-code-text") < names.index("tiny-cooldown")
+    code = {r.run.name: r for r in result.runs}["tiny-code"]
+    # cpu profile: 50 GFLOP/s peak, MFU 0.30 → FLOPs / (50e9 · 0.3) / 3600 chip-hours, on 1 chip
+    assert code.chip_hours == pytest.approx(150_994_944_000 / (50e9 * 0.30) / 3600)
+    assert code.wall_hours == code.chip_hours
+    assert code.status == "to build"
+
+
+def test_totals_sum_the_runs_to_build(tiny):
+    result = plan(tiny)
+    totals = result.totals()
+    assert totals.runs == totals.to_build == 6 and totals.built == 0
+    assert totals.tokens == sum(r.run.spec.total_tokens for r in result.runs) == (60 + 40 + 20 + 3 * 30) * 1024
+    assert totals.flops == sum(r.flops.total for r in result.runs)
+    assert totals.chip_hours == pytest.approx(sum(r.chip_hours for r in result.runs))
+    by_name = {r.run.name: r for r in result.runs}
+    chain = sum(by_name[n].wall_hours for n in ("tiny-code", "tiny-code-text", "tiny-cooldown"))
+    assert totals.critical_path_hours == pytest.approx(chain)
+
+
+def test_a_built_run_costs_nothing(tiny):
+    code = tiny.by_name()["tiny-code"]
+    result = plan(tiny, built={code.hash})
+    totals, full = result.totals(), plan(tiny).totals()
+    assert {r.run.name: r.status for r in result.runs}["tiny-code"] == "built"
+    assert totals.built == 1 and totals.to_build == 5
+    priced = {r.run.name: r for r in result.runs}["tiny-code"]
+    assert totals.chip_hours == pytest.approx(full.chip_hours - priced.chip_hours)
+    assert totals.flops == full.flops - priced.flops.total
+    # the chain now starts from a built parent
+    assert totals.critical_path_hours < full.critical_path_hours
+
+
+def test_mfu_override_scales_the_price(tiny):
+    default, halved = plan(tiny), plan(tiny, mfu=0.15)
+    assert halved.mfu_override == 0.15
+    assert halved.totals().chip_hours == pytest.approx(2 * default.totals().chip_hours)
+    with pytest.raises(ValueError):
+        plan(tiny, mfu=0)
+
+
+def big_run(name="too-big", accelerator="tpu-v5e", chips=1, extra=""):
+    return MINIMAL_RUN.replace("name: base", f"name: {name}").replace(
+        "model: {preset: tiny}", "model: {preset: to-code-470m}"
+    ).replace(
+        "batch: {sequences: 8, sequence_length: 128}", "batch: {sequences: 8, sequence_length: 8192}"
+    ) + f"    mesh: {{accelerator: {accelerator}, chips: {chips}}}\n" + extra
+
+
+def test_a_run_that_does_not_fit_is_an_error_naming_it(write_spec):
+    specs = load_spec_set([write_spec(big_run())])
+    with pytest.raises(SpecError) as err:
+        plan(specs)
+    (problem,) = err.value.problems
+    assert "too-big" in problem.message
+    assert "16 GB" in problem.message and "GB per chip" in problem.message
+    assert "activations" in problem.message and "remat none" in problem.message
+    assert problem.location.line > 0
+
+
+def test_every_run_that_does_not_fit_is_reported_at_once(write_spec):
+    text = big_run("big-a") + big_run("big-b").removeprefix("runs:\n")
+    with pytest.raises(SpecError) as err:
+        plan(load_spec_set([write_spec(text)]))
+    assert sorted(p.message.split("'")[1] for p in err.value.problems) == ["big-a", "big-b"]
+
+
+def test_tensor_ways_must_split_heads_and_mlp(write_spec):
+    text = MINIMAL_RUN + "    mesh: {accelerator: cpu, chips: 3, axes: {tensor: 3}}\n"
+    with pytest.raises(SpecError) as err:
+        plan(load_spec_set([write_spec(text)]))
+    messages = " ".join(p.message for p in err.value.problems)
+    assert "tensor (3 ways) does not divide model.n_heads (4)" in messages
+    assert "model.d_ff (256)" in messages
+
+
+def test_json_is_plain_data(tiny):
+    import json
+
+    data = json.loads(json.dumps(plan(tiny).to_json()))
+    assert data["format"] == 1
+    assert [r["name"] for r in data["runs"]][0] == "tiny-code"
+    assert data["runs"][0]["memory_per_chip"]["remat"] == "none"
