@@ -221,7 +221,7 @@ def _fit_message(run: CompiledRun, memory: MemoryEstimate) -> str:
     terms = " + ".join(f"{name} {format_bytes(size)}" for name, size in memory.terms().items() if size)
     message = (
         f"run {run.name!r} needs {format_bytes(memory.total)} per chip but one {accelerator} chip has "
-        f"{format_bytes(memory.capacity)} ({terms}; {mesh.chips} chips as data {axes.data} × fsdp {axes.fsdp} × "
+        f"{format_capacity(memory.capacity)} ({terms}; {mesh.chips} chips as data {axes.data} × fsdp {axes.fsdp} × "
         f"tensor {axes.tensor}, {spec.batch.sequences // (axes.data * axes.fsdp)} sequences of "
         f"{spec.batch.sequence_length} tokens per chip, remat {value(spec.model.remat)}, "
         f"cross_entropy {spec.kernels.cross_entropy})"
@@ -261,6 +261,12 @@ def format_bytes(value: float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {suffix}B"
     return f"{value:g} B"
+
+
+def format_capacity(value: int) -> str:
+    """A chip's memory as its vendor states it: 32 GiB (TPU v4) stays 32 GiB, 16 GB (v5e) 16 GB."""
+    gib = 1024**3
+    return f"{value // gib} GiB" if value % gib == 0 else format_bytes(value)
 
 
 def format_flops(value: float) -> str:

@@ -44,7 +44,7 @@ def test_dry_run_table_of_the_tiny_specs():
     assert "61.4K" in code_row and "393K" in code_row and "131K" in code_row and "1.51e+11" in code_row
     assert "to build" in code_row
     assert "total: 6 to build" in out
-    assert "MFU assumed" in out and "cpu: 0.05 TFLOP/s" in out and "Source:" in out
+    assert "MFU assumed" in out and "cpu: 0.05 TFLOP/s peak per chip, 24 GiB per host" in out and "Source:" in out
     assert "nothing was written" in out
 
 
