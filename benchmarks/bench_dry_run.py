@@ -9,7 +9,8 @@ The spec set is generated in a temporary folder: the "To Code, or Not To
 Code?" 470M shape on a v5e-256 slice, a 4 × 4 × 4 matrix (code share × seed ×
 peak LR) = 64 runs. Each command runs as a fresh subprocess (output to
 /dev/null), alternating between the two so that machine load hits both alike;
-the median of `--reps` runs is reported. One extra run under `-X importtime`
+the median of `--reps` runs is reported, in wall time (the target) and in CPU
+time (user + system of the child, steadier on a busy machine). One extra run under `-X importtime`
 checks that no jax module is imported.
 
     .venv/bin/python benchmarks/bench_dry_run.py            # 7 reps each
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,10 +84,14 @@ def runix_executable() -> str:
     return found
 
 
-def wall_time(command: list[str]) -> float:
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of `command` in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,20 +115,23 @@ def main(argv: list[str] | None = None) -> int:
         jax_modules = sorted({line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()
                               if line.rsplit("|", 1)[-1].strip().split(".")[0] in ("jax", "jaxlib")})
 
-        wall_time(dry_run), wall_time(import_jax)  # warm the OS file cache for both
-        dry_times, jax_times = [], []
+        timed(dry_run), timed(import_jax)  # warm the OS file cache for both
+        dry_runs, jax_runs = [], []
         for _ in range(args.reps):
-            dry_times.append(wall_time(dry_run))
-            jax_times.append(wall_time(import_jax))
+            dry_runs.append(timed(dry_run))
+            jax_runs.append(timed(import_jax))
 
+    dry_times, jax_times = [wall for wall, _ in dry_runs], [wall for wall, _ in jax_runs]
     dry, jax = statistics.median(dry_times), statistics.median(jax_times)
     ratio = dry / jax
+    cpu_ratio = statistics.median(cpu for _, cpu in dry_runs) / statistics.median(cpu for _, cpu in jax_runs)
     ok = ratio < TARGET_RATIO and not jax_modules
     print(f"runix compile --dry-run, 64 runs: median {dry:.3f} s over {args.reps} runs "
           f"(min {min(dry_times):.3f}, max {max(dry_times):.3f})")
     print(f'python -c "import jax":          median {jax:.3f} s over {args.reps} runs '
           f"(min {min(jax_times):.3f}, max {max(jax_times):.3f})")
-    print(f"ratio dry-run / import jax: {ratio:.2f} (target < {TARGET_RATIO})")
+    print(f"ratio dry-run / import jax: {ratio:.2f} (target < {TARGET_RATIO}); "
+          f"CPU-time ratio {cpu_ratio:.2f} (less sensitive to machine load)")
     print(f"jax modules imported by the dry run: {', '.join(jax_modules) if jax_modules else 'none'}")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
