@@ -328,6 +328,7 @@ def write_lock(path: str | os.PathLike[str], lock: Lock) -> None:
             f.write(lock.to_json())
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; a lockfile is shared like any source file
         os.replace(temporary, path)
     except BaseException:
         pathlib.Path(temporary).unlink(missing_ok=True)

@@ -177,6 +177,10 @@ class Store:
         found = self.find(run_hash)
         return found is not None and self._has_marker(*found)
 
+    def built_hashes(self) -> set[str]:
+        """Hashes of every built entry, from one listing (what `compile` marks as built)."""
+        return {run_hash for run_hash, name in self._entries() if self._has_marker(run_hash, name)}
+
     def entry(self, run_hash: str) -> str:
         """Path of the built entry of `run_hash`; StoreError if it is not built."""
         found = self.find(self.resolve(run_hash))
@@ -628,6 +632,7 @@ def _write_bytes_atomic(path: pathlib.Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600
         os.replace(temporary, path)
     except BaseException:
         pathlib.Path(temporary).unlink(missing_ok=True)

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
 import pytest
 
+from compiler.cli import main
 from tests.conftest import run_cli
+
+
+@dataclasses.dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`runix ...` in this process (fast); a few tests below use the real entry point (run_cli)."""
+
+    def call(*args, cwd):
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("COLUMNS", "200")
+        capsys.readouterr()
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit:
+            code = exit.code
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return call
+
 
 SPEC = """\
 runs:
@@ -45,18 +73,27 @@ def project(tmp_path):
     return tmp_path
 
 
-def lock(project, *extra):
-    return run_cli("lock", "specs", "--offline", *extra, cwd=project)
+@pytest.fixture
+def lock(cli):
+    return lambda project, *extra: cli("lock", "specs", "--offline", *extra, cwd=project)
 
 
-def hashes(project, *extra):
-    result = run_cli("hash", "specs", *extra, cwd=project)
-    assert result.returncode == 0, result.stderr
-    return dict(reversed(line.split("  ")) for line in result.stdout.splitlines())
+@pytest.fixture
+def hashes(cli):
+    def call(project, *extra):
+        result = cli("hash", "specs", *extra, cwd=project)
+        assert result.returncode == 0, result.stderr
+        return dict(reversed(line.split("  ")) for line in result.stdout.splitlines())
+
+    return call
+
+
+def parse_hashes(stdout: str) -> dict[str, str]:
+    return dict(reversed(line.split("  ")) for line in stdout.splitlines())
 
 
 def test_lock_writes_the_lockfile_and_reports_unresolved_inputs(project):
-    result = lock(project)
+    result = run_cli("lock", "specs", "--offline", cwd=project)  # the real entry point
     assert result.returncode == 0, result.stderr
     path = project / "lockfiles" / "specs.lock.json"
     data = json.loads(path.read_text())
@@ -66,7 +103,8 @@ def test_lock_writes_the_lockfile_and_reports_unresolved_inputs(project):
     web = data["sources"]["gs://runix-test-bucket/web"]
     assert web["locked"] is None and "--offline" in web["unresolved"]
     assert "unresolved: gs://runix-test-bucket/web" in result.stdout
-    assert set(hashes(project)) == {"base", "child"}
+    result = run_cli("hash", "specs", cwd=project)
+    assert result.returncode == 0 and set(parse_hashes(result.stdout)) == {"base", "child"}
 
 
 def test_hash_without_a_lock_exits_2_and_says_how_to_lock(project):
@@ -77,13 +115,13 @@ def test_hash_without_a_lock_exits_2_and_says_how_to_lock(project):
     assert not (project / "lockfiles").exists()
 
 
-def test_a_spec_edit_needs_a_relock(project):
+def test_a_spec_edit_needs_a_relock(project, cli, lock, hashes):
     assert lock(project).returncode == 0
     before = hashes(project)
     spec = project / "specs" / "runs.yaml"
     spec.write_text(spec.read_text().replace("peak: 1e-3", "peak: 2e-3"))
     lockfile = (project / "lockfiles" / "specs.lock.json").read_bytes()
-    result = run_cli("hash", "specs", cwd=project)
+    result = cli("hash", "specs", cwd=project)
     assert result.returncode == 2
     assert "stale lock: run base changed" in result.stderr
     assert "run child or its parent chain changed" in result.stderr
@@ -94,7 +132,7 @@ def test_a_spec_edit_needs_a_relock(project):
     assert after["base"] != before["base"] and after["child"] != before["child"]
 
 
-def test_data_drift_is_found_by_check_not_by_hash(project):
+def test_data_drift_is_found_by_check_not_by_hash(project, cli, lock, hashes):
     assert lock(project).returncode == 0
     before = hashes(project)
     assert lock(project, "--check").returncode == 0
@@ -109,7 +147,7 @@ def test_data_drift_is_found_by_check_not_by_hash(project):
     assert lock(project, "--check").returncode == 0
 
 
-def test_check_needs_a_fresh_lock(project):
+def test_check_needs_a_fresh_lock(project, cli, lock, hashes):
     result = lock(project, "--check")
     assert result.returncode == 2 and "no lockfile to check" in result.stderr
     assert lock(project).returncode == 0
@@ -120,11 +158,11 @@ def test_check_needs_a_fresh_lock(project):
 
 
 @pytest.mark.parametrize("content", [b"{truncated", b'{"runix_lock": 1}', b"\x00\x01"])
-def test_a_corrupt_lockfile_is_never_overwritten(project, content):
+def test_a_corrupt_lockfile_is_never_overwritten(project, content, cli, lock, hashes):
     path = project / "lockfiles" / "specs.lock.json"
     path.parent.mkdir()
     path.write_bytes(content)
-    for result in (run_cli("hash", "specs", cwd=project), lock(project)):
+    for result in (cli("hash", "specs", cwd=project), lock(project)):
         assert result.returncode == 2, result.stdout
         assert "corrupt lockfile" in result.stderr and str(path) in result.stderr
         assert "Traceback" not in result.stderr
@@ -133,17 +171,17 @@ def test_a_corrupt_lockfile_is_never_overwritten(project, content):
     assert hashes(project)
 
 
-def test_a_lockfile_of_another_spec_set_is_never_overwritten(project):
+def test_a_lockfile_of_another_spec_set_is_never_overwritten(project, cli, lock, hashes):
     other = project / "other"
     other.mkdir()
     (other / "x.yaml").write_text((project / "specs" / "runs.yaml").read_text().replace("name: base", "name: o-base")
                                   .replace("run: base", "run: o-base").replace("extends: base", "extends: o-base"))
-    assert run_cli("lock", "other", "--offline", cwd=project).returncode == 0
+    assert cli("lock", "other", "--offline", cwd=project).returncode == 0
     path = project / "lockfiles" / "other.lock.json"
     before = path.read_bytes()
     result = lock(project, "--lockfile", str(path))
     assert result.returncode == 2
     assert "belongs to another spec set (other), not specs" in result.stderr
     assert path.read_bytes() == before
-    result = run_cli("hash", "specs", "--lockfile", str(path), cwd=project)
+    result = cli("hash", "specs", "--lockfile", str(path), cwd=project)
     assert result.returncode == 2 and "belongs to another spec set" in result.stderr

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import pytest
 
 from compiler.lock import load_locked_spec_set
 from compiler.store import Store
+from compiler.cli import main
 from tests.conftest import run_cli
+
+
+@dataclasses.dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`runix ...` in this process (fast); a few tests below use the real entry point (run_cli)."""
+
+    def call(*args, cwd):
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("COLUMNS", "200")
+        capsys.readouterr()
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit:
+            code = exit.code
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return call
+
 
 SPEC = """\
 runs:
@@ -35,7 +63,7 @@ runs:
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, cli):
     """A locked project whose three runs are built in its default store (.runix/store)."""
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "data").mkdir()
@@ -43,7 +71,7 @@ def project(tmp_path):
     (tmp_path / "data" / "tokenizer.json").write_text("{}")
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "runs.yaml").write_text(SPEC.format(data=tmp_path / "data"))
-    assert run_cli("lock", "specs", cwd=tmp_path).returncode == 0
+    assert cli("lock", "specs", cwd=tmp_path).returncode == 0
     locked = load_locked_spec_set([tmp_path / "specs"])
     store = Store(str(tmp_path / ".runix" / "store"))
     for run in locked.spec_set.runs:
@@ -62,56 +90,56 @@ def test_ls_lists_built_entries_in_the_default_store(project):
     assert "3 built" in result.stdout
 
 
-def test_verify_ok_tampered_and_unknown(project):
+def test_verify_ok_tampered_and_unknown(project, cli):
     root, hashes, store = project
-    result = run_cli("store", "verify", hashes["base"][:12], cwd=root)
+    result = cli("store", "verify", hashes["base"][:12], cwd=root)
     assert result.returncode == 0 and "ok" in result.stdout
     digest = pathlib.Path(store.entry(hashes["base"])) / "digest.json"
     digest.write_text('{"loss": [2.0]}')
-    result = run_cli("store", "verify", hashes["base"], cwd=root)
+    result = cli("store", "verify", hashes["base"], cwd=root)
     assert result.returncode == 1
     assert "TAMPERED" in result.stdout and "digest.json: content differs" in result.stdout
-    result = run_cli("store", "verify", "--all", cwd=root)
+    result = cli("store", "verify", "--all", cwd=root)
     assert result.returncode == 1 and "1 of 3 entries fail" in result.stdout
     for bad, message in (("0" * 64, "not in the store"), ("../../etc", "not a run hash")):
-        result = run_cli("store", "verify", bad, cwd=root)
+        result = cli("store", "verify", bad, cwd=root)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_explicit_store_url(project, tmp_path_factory):
+def test_explicit_store_url(project, tmp_path_factory, cli):
     root, hashes, _ = project
     empty = tmp_path_factory.mktemp("empty")
-    result = run_cli("store", "ls", "--store", f"file://{empty}", cwd=root)
+    result = cli("store", "ls", "--store", f"file://{empty}", cwd=root)
     assert result.returncode == 0 and "0 built" in result.stdout
-    result = run_cli("store", "verify", hashes["base"], "--store", str(empty), cwd=root)
+    result = cli("store", "verify", hashes["base"], "--store", str(empty), cwd=root)
     assert result.returncode == 2 and "not in the store" in result.stderr
 
 
-def test_gc_keeps_what_the_spec_set_reaches(project):
+def test_gc_keeps_what_the_spec_set_reaches(project, cli):
     root, hashes, store = project
     spec = root / "specs" / "runs.yaml"
     spec.write_text(spec.read_text().replace("  - name: other\n    extends: base\n    steps: 20\n", ""))
-    result = run_cli("store", "gc", "specs", cwd=root)
+    result = cli("store", "gc", "specs", cwd=root)
     assert result.returncode == 2 and "stale lock" in result.stderr  # nothing removed on a stale lock
     assert len(store.ls()) == 3
-    assert run_cli("lock", "specs", cwd=root).returncode == 0
-    result = run_cli("store", "gc", "specs", "--dry-run", cwd=root)
+    assert cli("lock", "specs", cwd=root).returncode == 0
+    result = cli("store", "gc", "specs", "--dry-run", cwd=root)
     assert result.returncode == 0 and "would remove" in result.stdout and "other" in result.stdout
     assert len(store.ls()) == 3
-    result = run_cli("store", "gc", "specs", cwd=root)
+    result = cli("store", "gc", "specs", cwd=root)
     assert result.returncode == 0, result.stderr
     assert sorted(e.name for e in store.ls()) == ["base", "child"]
     assert store.verify(hashes["child"]) == []
 
 
-def test_gc_keeps_a_parent_named_by_hash(project):
+def test_gc_keeps_a_parent_named_by_hash(project, cli):
     root, hashes, store = project
     (root / "specs2").mkdir()
     (root / "specs2" / "x.yaml").write_text(
         (root / "specs" / "runs.yaml").read_text().split("  - name: child")[0].replace("name: base", "name: grandchild")
         + f"    init: {{kind: parent, hash: {hashes['child']}}}\n")
-    assert run_cli("lock", "specs2", cwd=root).returncode == 0
-    result = run_cli("store", "gc", "specs2", cwd=root)
+    assert cli("lock", "specs2", cwd=root).returncode == 0
+    result = cli("store", "gc", "specs2", cwd=root)
     assert result.returncode == 0, result.stderr
     # child is named by hash; base is child's parent (read from child's spec.json); other is unreachable.
     assert sorted(e.name for e in store.ls()) == ["base", "child"]

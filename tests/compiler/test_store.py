@@ -84,6 +84,7 @@ def test_build_publish_and_verify(store):
     path = started.finish()
     assert path.endswith(f"/{run.hash}-tiny-code")
     assert store.is_built(run.hash) and store.entry(run.hash) == path
+    assert store.built_hashes() == {run.hash}
     assert store.verify(run.hash) == []
     assert store.read_json(run.hash, SPEC_FILE) == spec
     assert [(e.name, e.status) for e in store.ls()] == [("tiny-code", "built")]
