@@ -405,8 +405,9 @@ class LockedSpecSet:
 
     spec_set: SpecSet  # hashes include the locked inputs
     lock: Lock
-    lockfile: pathlib.Path
+    lockfile: pathlib.Path  # the lockfile used (the first, when several locked parts of the set are combined)
     unlocked: SpecSet  # the same runs hashed without inputs (spec_sha256 in the lock)
+    lockfiles: tuple[pathlib.Path, ...] = ()  # every lockfile used
 
 
 def load_locked_spec_set(paths: Sequence[str | os.PathLike[str]], lockfile: str | os.PathLike[str] | None = None,
@@ -434,19 +435,20 @@ def lock_spec_set(paths: Sequence[str | os.PathLike[str]], documents: Sequence[D
     else:
         path = default_lockfile(paths)
         if not path.exists():
-            found = find_matching_lockfile(unlocked, _lockfile_dirs(root, cwd))
+            found = find_matching_lock(unlocked, _lockfile_dirs(root, cwd))
             if found is None:
                 raise SpecError([Problem(Location(str(path)), "",
                                          f"no lockfile for spec set {' '.join(rel_paths)}; create it with "
                                          f"`{lock_command(paths)}`")])
-            path = found
+            lock, used = found
+            return LockedSpecSet(compile_documents(documents, lock.inputs_for), lock, used[0], unlocked, used)
     lock = read_lock(path, fix)
     other_fix = (f"lock this spec set into its own file with "
                  f"`{lock_command(paths, path.with_name(distinct_lockfile_name(rel_paths)))}`")
     problems = freshness_problems(lock, unlocked, rel_paths, Location(str(path)), fix, other_fix)
     if problems:
         raise SpecError(problems)
-    return LockedSpecSet(compile_documents(documents, lock.inputs_for), lock, path, unlocked)
+    return LockedSpecSet(compile_documents(documents, lock.inputs_for), lock, path, unlocked, (path,))
 
 
 def freshness_problems(lock: Lock, unlocked: SpecSet, rel_paths: Sequence[str], where: Location, fix: str,
@@ -505,17 +507,56 @@ def covers(lock: Lock, unlocked: SpecSet) -> bool:
     )
 
 
-def find_matching_lockfile(unlocked: SpecSet, folders: Iterable[pathlib.Path]) -> pathlib.Path | None:
-    """The first lockfile (by name) in `folders` that covers the set's runs by content."""
+def find_matching_lock(unlocked: SpecSet, folders: Iterable[pathlib.Path]) -> tuple[Lock, tuple[pathlib.Path, ...]] | None:
+    """A lock for the set's runs found by content among the lockfiles in `folders`.
+
+    One lockfile covering every run is preferred (a copied or renamed spec
+    set, one file of a locked folder). Otherwise each run is taken from the
+    first lockfile (by name) that locked exactly its content, and those locks
+    are combined — `runix compile specs/a specs/b` works from a.lock.json and
+    b.lock.json — provided they agree on every shared input and on the
+    environment. None when some run is in no lockfile.
+    """
+    candidates = []
     for folder in folders:
         for candidate in sorted(folder.glob("*" + LOCK_SUFFIX)):
             try:
-                lock = read_lock(candidate)
+                candidates.append((candidate, read_lock(candidate)))
             except SpecError:
                 continue
-            if covers(lock, unlocked):
-                return candidate
-    return None
+    for path, lock in candidates:
+        if covers(lock, unlocked):
+            return lock, (path,)
+    chosen: dict[pathlib.Path, Lock] = {}
+    runs: dict[str, LockedRun] = {}
+    for run in unlocked.runs:
+        for path, lock in candidates:
+            entry = lock.spec_set.runs.get(run.name)
+            if entry is not None and entry.spec_sha256 == run.hash:
+                chosen[path] = lock
+                runs[run.name] = entry
+                break
+        else:
+            return None
+    merged = merge_locks(list(chosen.values()), runs)
+    return None if merged is None else (merged, tuple(chosen))
+
+
+def merge_locks(locks: Sequence[Lock], runs: Mapping[str, LockedRun]) -> Lock | None:
+    """One lock from several that agree on shared inputs and on the environment (else None)."""
+    if not locks or any(lock.environment != locks[0].environment for lock in locks):
+        return None
+    sources: dict[str, LockedInput] = {}
+    tokenizers: dict[str, LockedInput] = {}
+    for lock in locks:
+        for merged, entries in ((sources, lock.sources), (tokenizers, lock.tokenizers)):
+            for key, entry in entries.items():
+                if key in merged and merged[key].digest != entry.digest:
+                    return None
+                merged.setdefault(key, entry)
+    paths = tuple(sorted({p for lock in locks for p in lock.spec_set.paths}))
+    return Lock(spec_set=SpecSetRecord(paths=paths, runs=dict(runs)), sources=sources, tokenizers=tokenizers,
+                environment=locks[0].environment)
 
 
 def _lockfile_dirs(root: pathlib.Path, cwd: str | os.PathLike[str] | None) -> list[pathlib.Path]:
@@ -539,6 +580,19 @@ def require_fully_resolved(lock: Lock, runs: Iterable[CompiledRun], where: str =
                                     f"make it reachable here and run `runix lock` again"))
     if problems:
         raise SpecError(problems)
+
+
+def environment_drift(lock: Lock) -> list[Drift]:
+    """How this machine's runtime software and numerics differ from the lock's (launch checks it).
+
+    Cheap (distribution metadata and /proc/cpuinfo, no jax import); a run
+    trained under other versions would not be the run its hash names.
+    """
+    from compiler.environment import numerics_facts, runtime_versions
+
+    here = Environment(runtime=runtime_versions(), numerics=numerics_facts())
+    current = lock.model_copy(update={"environment": here})
+    return [d for d in compare_locks(lock, current) if d.what.startswith(("runtime ", "numerics"))]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -348,3 +348,30 @@ def test_lock_model_rejects_dangling_references():
     del data["sources"]["builtin://code"]
     with pytest.raises(Exception, match="refers to inputs with no entry"):
         Lock.model_validate(data)
+
+
+def test_two_locked_spec_sets_hash_together_from_their_own_lockfiles(tmp_path):
+    folder = tiny_copy(tmp_path)
+    other = make_project(tmp_path, MINIMAL_RUN, name="more")
+    lock_folder(folder)
+    lock_folder(other)
+    alone = {r.name: r.hash for r in load_locked_spec_set([folder]).spec_set.runs}
+    alone.update({r.name: r.hash for r in load_locked_spec_set([other]).spec_set.runs})
+    both = load_locked_spec_set([folder, other])
+    assert {r.name: r.hash for r in both.spec_set.runs} == alone
+    assert sorted(p.name for p in both.lockfiles) == ["more.lock.json", "tiny.lock.json"]
+    # Locks taken on machines with other software cannot be combined.
+    lock_folder(other, env={**FAKE_ENV, "runtime": {**FAKE_ENV["runtime"], "jax": "9"}})
+    with pytest.raises(SpecError, match="no lockfile for spec set more specs/tiny"):
+        load_locked_spec_set([folder, other])
+
+
+def test_environment_drift_compares_this_machine_with_the_lock(tmp_path):
+    from compiler.environment import numerics_facts, runtime_versions
+    from compiler.lock import environment_drift
+
+    folder = make_project(tmp_path)
+    here = {"runtime": runtime_versions(), "numerics": numerics_facts()}
+    assert environment_drift(read_lock(lock_folder(folder, env=here))) == []
+    drifts = environment_drift(read_lock(lock_folder(folder, env={**here, "runtime": {**here["runtime"], "optax": "0.0.1"}})))
+    assert [d.what for d in drifts] == ["runtime optax"] and drifts[0].old == "0.0.1"
