@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from compiler.problems import SpecError
 
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_problems(error: SpecError, console: Console) -> None:
     for problem in error.problems:
-        console.print(f"[bold red]error[/]: {problem}", highlight=False, markup=True, soft_wrap=True)
+        # escape(): field paths such as runs[big].batch look like rich markup tags.
+        console.print(f"[bold red]error[/]: {escape(str(problem))}", highlight=False, soft_wrap=True)
     count = len(error.problems)
     console.print(f"[red]{count} problem{'s' if count != 1 else ''}[/]; nothing was written.")
 

@@ -105,7 +105,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     path.write_text(MINIMAL_RUN.replace("sequences: 8", "sequences: 0").replace("steps: 10", "stepz: 10\n    optimizer: {b1: 2}"))
     result = run_cli("validate", str(path))
     assert result.returncode == 2
-    for field in ("batch.sequences", "stepz", "optimizer.b1"):
+    for field in ("runs[base].batch.sequences", "runs[base].stepz", "runs[base].optimizer.b1"):
         assert field in result.stderr
     assert f"{path}:4" in result.stderr  # the batch line
 
