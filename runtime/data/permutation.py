@@ -65,9 +65,10 @@ class Permutation:
         bits += bits % 2
         self._half = np.uint64(bits // 2)
         self._mask = np.uint64((1 << (bits // 2)) - 1)
-        round_seeds = np.arange(1, ROUNDS + 1, dtype=np.uint64) + np.uint64(key % (1 << 64))
-        self._round_keys = _mix64(_mix64(round_seeds))
-        self._round_keys_int = tuple(int(k) for k in self._round_keys)
+        self._round_keys_int = tuple(
+            _mix64_int(_mix64_int((key + r) & _MASK64)) for r in range(1, ROUNDS + 1)
+        )
+        self._round_keys = np.array(self._round_keys_int, dtype=np.uint64)
 
     def _encrypt(self, x: np.ndarray) -> np.ndarray:
         left, right = x >> self._half, x & self._mask

@@ -41,6 +41,8 @@ class SourceWindows:
     num_tokens: int
     sequence_length: int
     seed: int
+    # Permutation per epoch, built on first use (a handful: epochs <= max_repeats).
+    _permutations: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_windows(self) -> int:
@@ -60,11 +62,17 @@ class SourceWindows:
         size = self.num_windows
         epochs, within = np.divmod(k, size)
         out = np.empty_like(k)
-        for epoch in np.unique(epochs):
+        for epoch in np.unique(epochs).tolist():
             chosen = epochs == epoch
-            permutation = Permutation(size, derive_key(self.seed, "windows", self.name, int(epoch)))
-            out[chosen] = permutation(within[chosen])
+            out[chosen] = self._permutation(epoch)(within[chosen])
         return out
+
+    def _permutation(self, epoch: int) -> Permutation:
+        permutation = self._permutations.get(epoch)
+        if permutation is None:
+            permutation = Permutation(self.num_windows, derive_key(self.seed, "windows", self.name, epoch))
+            self._permutations[epoch] = permutation
+        return permutation
 
     def token_starts(self, sequence_indices: np.ndarray) -> np.ndarray:
         """First token of each sequence's window."""
