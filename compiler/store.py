@@ -243,6 +243,46 @@ class Store:
         except (FileNotFoundError, ValueError, UnsafePath) as err:
             raise StoreError(path, f"cannot read {filename}: {err}") from None
 
+    def build_path_of(self, run_hash: str) -> pathlib.Path | None:
+        """The local folder of a build in progress of `run_hash` (what the runtime trains in), or None."""
+        check_hash(run_hash)
+        for found_hash, name in self._building():
+            if found_hash == run_hash:
+                return self.building_path(found_hash, name)
+        return None
+
+    def local_copy(self, run_hash: str) -> pathlib.Path:
+        """A local folder holding the built entry (a parent's checkpoint for its child, a replay).
+
+        A local store returns the entry itself; any other store downloads it
+        once into the staging folder (`<staging>/.entries/<hash>-<name>/`),
+        checking every file against the manifest.
+        """
+        path = self.entry(run_hash)
+        if self.is_local:
+            return pathlib.Path(path)
+        run_hash, name = self.find(self.resolve(run_hash))
+        target = self.staging / ".entries" / entry_name(run_hash, name)
+        marker = json.loads(self.fs.cat_file(posixpath.join(path, COMPLETE_FILE)))
+        done = target / COMPLETE_FILE
+        if done.is_file() and json.loads(done.read_text()) == marker:
+            return target
+        manifest_bytes = self.fs.cat_file(posixpath.join(path, MANIFEST_FILE))
+        if hashlib.sha256(manifest_bytes).hexdigest() != marker.get("manifest_sha256"):
+            raise StoreError(path, f"{MANIFEST_FILE} was modified; the entry cannot be trusted")
+        shutil.rmtree(target, ignore_errors=True)
+        for rel, expected in sorted(json.loads(manifest_bytes)["files"].items()):
+            local = target / safe_relative(rel)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(posixpath.join(path, rel), str(local))
+            sha, size = _sha256_stream(lambda: open(local, "rb"))
+            if sha != expected.get("sha256") or size != expected.get("size"):
+                shutil.rmtree(target, ignore_errors=True)
+                raise StoreError(path, f"{rel}: content differs from the manifest; the entry is tampered or damaged")
+        (target / MANIFEST_FILE).write_bytes(manifest_bytes)
+        _write_json_atomic(done, marker)  # last: a partial download is never reused
+        return target
+
     # ------------------------------------------------------------------ verification
 
     def verify(self, run_hash: str) -> list[str]:

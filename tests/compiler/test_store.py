@@ -363,3 +363,24 @@ def test_a_killed_builder_frees_the_lock_and_its_build_resumes(tmp_path):
     assert (started.path / "checkpoints" / "step-1").read_bytes() == b"x" * 1000
     started.finish()
     assert store.verify(run.hash) == []
+
+
+def test_the_runtime_finds_its_build_folder_by_hash(store):
+    run, started = build(store, finish=False)
+    assert store.build_path_of(run.hash) == started.path
+    assert Store(store.url, staging=store.staging).build_path_of(run.hash) == started.path
+    started.finish()
+    assert store.build_path_of(run.hash) is None
+
+
+def test_a_local_copy_of_a_built_entry(store):
+    run, _ = build(store, payload=b"parent weights")
+    copy = store.local_copy(run.hash)
+    assert (copy / "checkpoints" / "final" / "params.bin").read_bytes() == b"parent weights"
+    assert json.loads((copy / SPEC_FILE).read_text())["hash"] == run.hash
+    assert store.local_copy(run.hash[:12]) == copy  # reused
+    if not store.is_local:
+        store.fs.pipe_file(store.entry(run.hash) + "/checkpoints/final/params.bin", b"tampered weight")
+        (copy / COMPLETE_FILE).unlink()  # force a fresh download
+        with pytest.raises(StoreError, match="params.bin: content differs"):
+            store.local_copy(run.hash)
