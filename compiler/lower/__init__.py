@@ -1,0 +1,1 @@
+"""Lowering: compiled runs → XManager jobs (the local executor here, GKE JobSets on clusters)."""
