@@ -29,10 +29,6 @@ CPU_ISA_FLAGS = (
 )
 """/proc/cpuinfo flags that decide which kernels XLA:CPU may emit (x86 and arm)."""
 
-CPU_FACT_PREFIX = "cpu"
-"""Top-level numerics keys starting with this describe the host CPU; see numerics_for()."""
-
-
 def runtime_versions() -> dict[str, str | None]:
     """{"python": "3.11.7", "jax": "0.10.2", ...}; None for a package not installed."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
@@ -44,35 +40,60 @@ def runtime_versions() -> dict[str, str | None]:
     return versions
 
 
-def numerics_facts() -> dict[str, Any]:
-    """The runtime's own numerics facts when it provides them, else our fallback.
+def numerics_facts(mesh: Any = None) -> dict[str, Any]:
+    """{"bits": what must match for two runs to agree (hashed), "host": informational} for a run's mesh.
 
-    `runtime.numerics.numerics_facts()` (pure Python, no jax import) knows the
-    XLA flags the trainer pins; until it exists, `fallback_numerics_facts`
-    records what can be read without the runtime.
+    `runtime.numerics.numerics_facts(mesh)` (pure Python, no jax import)
+    knows the XLA flags and thread pool the trainer pins for that mesh; when
+    the runtime is not importable, `fallback_numerics_facts` records what can
+    be read without it.
     """
     try:
         module = importlib.import_module("runtime.numerics")
     except ModuleNotFoundError as err:
         if err.name not in ("runtime", "runtime.numerics"):
             raise
-        return fallback_numerics_facts()
+        return fallback_numerics_facts(mesh)
     facts = getattr(module, "numerics_facts", None)
     if facts is None:
-        return fallback_numerics_facts()
-    return _plain(facts())
+        return fallback_numerics_facts(mesh)
+    return _plain(facts(mesh))
 
 
-def fallback_numerics_facts() -> dict[str, Any]:
-    """CPU architecture, ISA flags and usable CPU count (XLA:CPU's thread pool size)."""
-    return {
-        "cpu": {
-            "machine": platform.machine(),
-            "isa": sorted(cpu_isa_flags()),
-            "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        },
-        "source": "compiler.environment.fallback_numerics_facts",
-    }
+def fallback_numerics_facts(mesh: Any = None) -> dict[str, Any]:
+    """Architecture and python always; on cpu runs the ISA flags and usable CPUs (XLA:CPU's pool) too."""
+    isa = sorted(cpu_isa_flags())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    bits: dict[str, Any] = {"machine": platform.machine(), "python": platform.python_version()}
+    if accelerator_name(mesh) == "cpu":
+        bits["cpu_isa"] = isa
+        bits["usable_cpus"] = usable
+    return {"bits": bits, "host": {"cpu_isa": isa, "usable_cpus": usable,
+                                   "source": "compiler.environment.fallback_numerics_facts"}}
+
+
+def hashed_numerics(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of numerics facts that enters the run hash: `bits` (a fact without it is hashed whole)."""
+    bits = facts.get("bits")
+    return dict(bits) if isinstance(bits, Mapping) else dict(facts)
+
+
+def accelerator_name(mesh: Any) -> str:
+    """"cpu", "tpu-v5e", …: a default mesh holds the enum member, a parsed one its value; no mesh is cpu."""
+    value = getattr(mesh, "accelerator", "cpu") if mesh is not None else "cpu"
+    return str(getattr(value, "value", value))
+
+
+def mesh_key(mesh: Any) -> str:
+    """A readable key naming a mesh in the lockfile's numerics table: "cpu chips=4 data=2 fsdp=1 tensor=2"."""
+    axes = getattr(mesh, "axes", None)
+    parts = [accelerator_name(mesh), f"chips={getattr(mesh, 'chips', 1)}"]
+    if axes is not None:
+        parts += [f"data={axes.data}", f"fsdp={axes.fsdp}", f"tensor={axes.tensor}"]
+    topology = getattr(mesh, "topology", None)
+    if topology:
+        parts.append(f"topology={topology}")
+    return " ".join(parts)
 
 
 def cpu_isa_flags(cpuinfo: str | None = None) -> set[str]:
@@ -89,17 +110,6 @@ def cpu_isa_flags(cpuinfo: str | None = None) -> set[str]:
         if key.strip() in ("flags", "Features"):
             present.update(value.split())
     return present & set(CPU_ISA_FLAGS)
-
-
-def numerics_for(facts: Mapping[str, Any], accelerator: str) -> dict[str, Any]:
-    """The numerics facts that can change a run's bits on `accelerator`.
-
-    Host CPU facts only matter when the model runs on the CPU; a TPU or GPU run
-    locked on two different laptops must keep one hash.
-    """
-    if accelerator == "cpu":
-        return dict(facts)
-    return {key: value for key, value in facts.items() if not key.startswith(CPU_FACT_PREFIX)}
 
 
 def _plain(value: Any) -> Any:

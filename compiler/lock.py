@@ -11,20 +11,23 @@ lockfile per spec set, `lockfiles/<name>.lock.json` in the project:
       "spec_set": {"paths": ["specs/tiny"],
                    "runs": {"tiny-code": {"spec_sha256": "…", "sources": {"code": "builtin://code"},
                                           "tokenizer": "builtin://bpe?vocab_size=4096",
-                                          "accelerator": "cpu"}}},
+                                          "mesh": "cpu chips=1 data=1 fsdp=1 tensor=1"}}},
       "sources": {"builtin://code": {"original": {"uri": "builtin://code"},
                                      "locked": {"type": "builtin", "digest": "…", "files": {…},
                                                 "token_counts": {"builtin://bpe?vocab_size=4096": 123}},
                                      "unresolved": null}},
       "tokenizers": {"builtin://bpe?vocab_size=4096": {"original": {"uri": "builtin://bpe", "vocab_size": 4096},
                                                        "locked": {…}, "unresolved": null}},
-      "environment": {"runtime": {"python": "3.11.7", "jax": "0.10.2", …}, "numerics": {…}}
+      "environment": {"runtime": {"python": "3.11.7", "jax": "0.10.2", …},
+                      "numerics": {"cpu chips=1 data=1 fsdp=1 tensor=1": {"bits": {…}, "host": {…}}}}
     }
 
 What enters a run's hash (`Lock.inputs_for`): the digest of each of its
 sources and of its tokenizer (or an "unresolved" marker), the runtime
-versions and the numerics facts that matter on its accelerator. Nothing about
-where files live, so moving data or the lockfile changes no hash.
+versions, and the `bits` of the numerics facts of its mesh
+(runtime.numerics.numerics_facts: pinned XLA flags, effective ISA, thread
+pool; `host` facts such as the CPU model are recorded, not hashed). Nothing
+about where files live, so moving data or the lockfile changes no hash.
 
 Staleness is checked hermetically and cheaply: `spec_sha256` is each run's
 hash without locked inputs (compiler.canonical.run_hash with inputs=None; it
@@ -36,7 +39,6 @@ digests is `runix lock --check` (it re-resolves everything).
 from __future__ import annotations
 
 import dataclasses
-import enum
 import hashlib
 import json
 import os
@@ -50,7 +52,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compiler.canonical import canonical_json
-from compiler.environment import numerics_for
+from compiler.environment import hashed_numerics, mesh_key
 from compiler.problems import Location, Problem, SpecError
 from compiler.spec import HASH_PATTERN, RunSpec
 from compiler.specset import CompiledRun, SpecSet, compile_documents, read_documents
@@ -102,7 +104,7 @@ class LockedRun(_Strict):
     spec_sha256: str = Field(..., pattern=HASH_PATTERN, description="The run's hash without locked inputs.")
     sources: dict[str, str] = Field(..., description="Source name → URI.")
     tokenizer: str = Field(..., description="Key of the run's tokenizer in `tokenizers`.")
-    accelerator: str
+    mesh: str = Field(..., description="Key of the run's mesh in environment.numerics.")
 
 
 class SpecSetRecord(_Strict):
@@ -111,8 +113,8 @@ class SpecSetRecord(_Strict):
 
 
 class Environment(_Strict):
-    runtime: dict[str, str | None]
-    numerics: dict[str, Any]
+    runtime: dict[str, str | None] = Field(..., description="python and runtime package versions.")
+    numerics: dict[str, dict[str, Any]] = Field(..., description="Mesh key → numerics facts {'bits', 'host'} for it.")
 
 
 class Lock(_Strict):
@@ -138,6 +140,8 @@ class Lock(_Strict):
             missing = [uri for uri in run.sources.values() if uri not in self.sources]
             if run.tokenizer not in self.tokenizers:
                 missing.append(run.tokenizer)
+            if run.mesh not in self.environment.numerics:
+                missing.append(f"numerics of mesh {run.mesh!r}")
             if missing:
                 raise ValueError(f"run {name} refers to inputs with no entry: {', '.join(missing)}")
         return self
@@ -149,6 +153,7 @@ class Lock(_Strict):
         try:
             sources = {name: self.sources[src.uri].hashed() for name, src in sorted(spec.data.sources.items())}
             tokenizer = self.tokenizers[tokenizer_key(spec)].hashed()
+            numerics = hashed_numerics(self.environment.numerics[mesh_key(spec.mesh)])
         except KeyError as err:  # the freshness check runs first; this guards direct API use
             raise SpecError([Problem(Location(""), f"runs[{spec.name}]",
                                      f"input {err.args[0]} is not in the lockfile; run `runix lock`")]) from None
@@ -156,7 +161,7 @@ class Lock(_Strict):
             "sources": sources,
             "tokenizer": tokenizer,
             "runtime": dict(self.environment.runtime),
-            "numerics": numerics_for(self.environment.numerics, accelerator_of(spec)),
+            "numerics": numerics,
         }
 
     def entries_for(self, run: CompiledRun) -> dict[str, Any]:
@@ -211,12 +216,6 @@ def input_key(original: Mapping[str, Any]) -> str:
     if "vocab_size" in original:
         return f"{uri}?vocab_size={original['vocab_size']}"
     return uri
-
-
-def accelerator_of(spec: RunSpec) -> str:
-    """"cpu", "tpu-v5e", …: a default mesh holds the enum member, a parsed one its value."""
-    accelerator = spec.mesh.accelerator
-    return accelerator.value if isinstance(accelerator, enum.Enum) else str(accelerator)
 
 
 def tokenizer_original(spec: RunSpec) -> dict[str, Any]:
@@ -313,8 +312,10 @@ def read_lock(path: str | os.PathLike[str], fix: str = "") -> Lock:
     try:
         return Lock.model_validate(data)
     except ValidationError as err:
-        problems = [Problem(where, ".".join(map(str, e["loc"])), f"corrupt lockfile: {e['msg']}{hint}")
-                    for e in err.errors()[:20]]
+        errors = err.errors()
+        problems = [Problem(where, "", f"corrupt lockfile ({len(errors)} problem{'s' if len(errors) != 1 else ''}"
+                                       f"{', the first 5 below' if len(errors) > 5 else ''}){hint}")]
+        problems += [Problem(where, ".".join(map(str, e["loc"])), e["msg"]) for e in errors[:5]]
         raise SpecError(problems) from None
 
 
@@ -345,7 +346,7 @@ def spec_record(unlocked: SpecSet, rel_paths: Sequence[str]) -> SpecSetRecord:
             spec_sha256=run.hash,
             sources={name: src.uri for name, src in sorted(run.spec.data.sources.items())},
             tokenizer=tokenizer_key(run.spec),
-            accelerator=accelerator_of(run.spec),
+            mesh=mesh_key(run.spec.mesh),
         )
         for run in unlocked.runs
     })
@@ -355,7 +356,10 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
                progress: Callable[[str, str, LockedInput], None] = lambda kind, key, entry: None) -> Lock:
     """Resolve every input of every run (each once) and assemble the lock.
 
-    resolver: compiler.resolve_inputs.Resolver; environment: {"runtime", "numerics"}.
+    resolver: compiler.resolve_inputs.Resolver.
+    environment: {"runtime": versions, "numerics": facts}, where facts is a
+      function of a mesh (compiler.environment.numerics_facts) called once per
+      distinct mesh, or one mapping used for every mesh.
     """
     source_uris = sorted({src.uri for run in unlocked.runs for src in run.spec.data.sources.values()})
     tokenizer_originals = {tokenizer_key(run.spec): tokenizer_original(run.spec) for run in unlocked.runs}
@@ -384,11 +388,14 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
                     counts[key] = count
             if not counts:
                 del source["locked"]["token_counts"]
+    facts = environment["numerics"]
+    meshes = {mesh_key(run.spec.mesh): run.spec.mesh for run in unlocked.runs}
+    numerics = {key: _copy(facts(mesh) if callable(facts) else facts) for key, mesh in sorted(meshes.items())}
     return Lock(
         spec_set=spec_record(unlocked, rel_paths),
         sources={uri: LockedInput(**entry) for uri, entry in sources.items()},
         tokenizers={key: LockedInput(**entry) for key, entry in tokenizers.items()},
-        environment=Environment(**environment),
+        environment=Environment(runtime=dict(environment["runtime"]), numerics=numerics),
     )
 
 
@@ -442,7 +449,7 @@ def lock_spec_set(paths: Sequence[str | os.PathLike[str]], documents: Sequence[D
                                          f"`{lock_command(paths)}`")])
             lock, used = found
             return LockedSpecSet(compile_documents(documents, lock.inputs_for), lock, used[0], unlocked, used)
-    lock = read_lock(path, fix)
+    lock = read_lock(path, f"rewrite it with `{lock_command(paths, lockfile)} --force`")
     other_fix = (f"lock this spec set into its own file with "
                  f"`{lock_command(paths, path.with_name(distinct_lockfile_name(rel_paths)))}`")
     problems = freshness_problems(lock, unlocked, rel_paths, Location(str(path)), fix, other_fix)
@@ -582,15 +589,19 @@ def require_fully_resolved(lock: Lock, runs: Iterable[CompiledRun], where: str =
         raise SpecError(problems)
 
 
-def environment_drift(lock: Lock) -> list[Drift]:
-    """How this machine's runtime software and numerics differ from the lock's (launch checks it).
+def environment_drift(lock: Lock, runs: Iterable[CompiledRun] = ()) -> list[Drift]:
+    """How this machine differs from the lock in what enters the hash: runtime versions, numerics bits.
 
-    Cheap (distribution metadata and /proc/cpuinfo, no jax import); a run
-    trained under other versions would not be the run its hash names.
+    Launch calls it before training `runs` (their meshes' numerics are
+    recomputed). Cheap: distribution metadata and /proc/cpuinfo, no jax
+    import. A run trained under other versions would not be the run its hash
+    names.
     """
     from compiler.environment import numerics_facts, runtime_versions
 
-    here = Environment(runtime=runtime_versions(), numerics=numerics_facts())
+    meshes = {mesh_key(run.spec.mesh): run.spec.mesh for run in runs}
+    here = Environment(runtime=runtime_versions(),
+                       numerics={**lock.environment.numerics, **{key: numerics_facts(mesh) for key, mesh in meshes.items()}})
     current = lock.model_copy(update={"environment": here})
     return [d for d in compare_locks(lock, current) if d.what.startswith(("runtime ", "numerics"))]
 
@@ -631,8 +642,13 @@ def compare_locks(old: Lock, new: Lock) -> list[Drift]:
         a, b = old.environment.runtime.get(package), new.environment.runtime.get(package)
         if a != b:
             drifts.append(Drift(f"runtime {package}", a or "(absent)", b or "(absent)"))
-    if old.environment.numerics != new.environment.numerics:
-        drifts.append(Drift("numerics", _short_json(old.environment.numerics), _short_json(new.environment.numerics)))
+    for key in sorted(set(old.environment.numerics) | set(new.environment.numerics)):
+        a, b = old.environment.numerics.get(key), new.environment.numerics.get(key)
+        bits_a, bits_b = (hashed_numerics(x) if x is not None else None for x in (a, b))
+        if bits_a != bits_b:
+            changed = sorted(k for k in set(bits_a or {}) | set(bits_b or {}) if (bits_a or {}).get(k) != (bits_b or {}).get(k))
+            drifts.append(Drift(f"numerics [{key}]", bits_a and _short_json(bits_a), bits_b and _short_json(bits_b),
+                                f"differs in {', '.join(changed)}" if a is not None and b is not None else ""))
     return drifts
 
 

@@ -81,7 +81,7 @@ def run(args, console) -> int:
         status = Text("locked", style="green") if entry.locked else Text("unresolved", style="yellow")
         table.add_row(Text(f"{kind} {key}"), status, Text(entry.digest[:16] if entry.digest else "-"))
 
-    environment = {"runtime": runtime_versions(), "numerics": numerics_facts()}
+    environment = {"runtime": runtime_versions(), "numerics": numerics_facts}  # numerics: per mesh
     new = build_lock(unlocked, rel_paths, resolver, environment, progress)
     console.print(table)
 

@@ -95,7 +95,9 @@ def test_lockfile_keeps_original_apart_from_locked_and_is_sorted_json(tmp_path):
     assert code["locked"]["digest"] == fake_digest("builtin://code")
     assert code["locked"]["token_counts"] == {"builtin://bpe?vocab_size=4096": 1000 + len("builtin://code")}
     assert data["tokenizers"]["builtin://bpe?vocab_size=4096"]["original"] == {"uri": "builtin://bpe", "vocab_size": 4096}
-    assert data["environment"] == FAKE_ENV
+    assert data["environment"] == {"runtime": FAKE_ENV["runtime"],
+                                   "numerics": {"cpu chips=1 data=1 fsdp=1 tensor=1": FAKE_ENV["numerics"]}}
+    assert data["spec_set"]["runs"]["tiny-code"]["mesh"] == "cpu chips=1 data=1 fsdp=1 tensor=1"
     # Writing the same lock again gives the same bytes: no clock, no absolute paths.
     before = path.read_bytes()
     lock_folder(folder)
@@ -149,17 +151,33 @@ def test_runtime_versions_enter_every_hash(tmp_path):
     assert all(a != b for a, b in zip(base.values(), hashes_with(folder, env=env).values()))
 
 
-def test_host_cpu_facts_only_enter_cpu_runs(tmp_path):
+def numerics_of(isa, model="Xeon", flags=("--xla_cpu_max_isa=AVX2",)):
+    """Per-mesh facts shaped like runtime.numerics: `bits` hashed, `host` recorded only."""
+
+    def facts(mesh):
+        bits = {"machine": "x86_64"}
+        if getattr(mesh.accelerator, "value", mesh.accelerator) == "cpu":
+            bits.update(cpu_effective_isa=isa, xla_cpu_flags=list(flags), cpu_thread_pool=max(4, mesh.chips))
+        return {"bits": bits, "host": {"cpu_model": model}}
+
+    return facts
+
+
+def test_numerics_bits_of_each_mesh_enter_its_runs_and_host_facts_do_not(tmp_path):
     tpu = MINIMAL_RUN.replace("    steps: 10\n", "    steps: 10\n    mesh: {accelerator: tpu-v5e, chips: 8, axes: {data: 8}}\n")
     both = tpu + MINIMAL_RUN.replace("runs:\n", "").replace("name: base", "name: on-cpu")
     folder = make_project(tmp_path, both)
-    base = hashes_with(folder)
-    other_cpu = {**FAKE_ENV, "numerics": {**FAKE_ENV["numerics"], "cpu": {"machine": "x86_64", "isa": ["sse4_2"], "usable_cpus": 64}}}
-    changed = hashes_with(folder, env=other_cpu)
+    env = {"runtime": FAKE_ENV["runtime"], "numerics": numerics_of("AVX2")}
+    base = hashes_with(folder, env=env)
+    lock = read_lock(default_lockfile([folder]))
+    assert sorted(lock.environment.numerics) == ["cpu chips=1 data=1 fsdp=1 tensor=1", "tpu-v5e chips=8 data=8 fsdp=1 tensor=1"]
+    assert lock.spec_set.runs["base"].mesh == "tpu-v5e chips=8 data=8 fsdp=1 tensor=1"
+    assert hashes_with(folder, env={**env, "numerics": numerics_of("AVX2", model="EPYC")}) == base
+    changed = hashes_with(folder, env={**env, "numerics": numerics_of("SSE4_2")})
     assert changed["base"] == base["base"]  # the TPU run
     assert changed["on-cpu"] != base["on-cpu"]
-    flags = {**FAKE_ENV, "numerics": {**FAKE_ENV["numerics"], "xla_flags": ["--other"]}}
-    assert hashes_with(folder, env=flags)["base"] != base["base"]
+    drift = compare_locks(lock, read_lock(default_lockfile([folder])))
+    assert [(d.what, d.note) for d in drift] == [("numerics [cpu chips=1 data=1 fsdp=1 tensor=1]", "differs in cpu_effective_isa")]
 
 
 def test_unresolved_sources_still_hash_and_dry_run(tmp_path):
@@ -341,12 +359,14 @@ def test_store_lock_entries_rehash_to_the_run_hash(tmp_path):
         assert set(entries["sources"]) == set(run.spec.data.sources)
 
 
-def test_lock_model_rejects_dangling_references():
-    data = json.loads((REPO / "lockfiles" / "tiny.lock.json").read_text()) if (REPO / "lockfiles" / "tiny.lock.json").exists() else None
-    if data is None:
-        pytest.skip("no shipped lockfile")
+def test_lock_model_rejects_dangling_references(tmp_path):
+    data = json.loads(lock_folder(tiny_copy(tmp_path)).read_text())
     del data["sources"]["builtin://code"]
-    with pytest.raises(Exception, match="refers to inputs with no entry"):
+    with pytest.raises(Exception, match="refers to inputs with no entry: builtin://code"):
+        Lock.model_validate(data)
+    data = json.loads((tmp_path / "lockfiles" / "tiny.lock.json").read_text())
+    data["environment"]["numerics"] = {}
+    with pytest.raises(Exception, match="numerics of mesh 'cpu chips=1 data=1 fsdp=1 tensor=1'"):
         Lock.model_validate(data)
 
 
@@ -371,7 +391,12 @@ def test_environment_drift_compares_this_machine_with_the_lock(tmp_path):
     from compiler.lock import environment_drift
 
     folder = make_project(tmp_path)
-    here = {"runtime": runtime_versions(), "numerics": numerics_facts()}
-    assert environment_drift(read_lock(lock_folder(folder, env=here))) == []
-    drifts = environment_drift(read_lock(lock_folder(folder, env={**here, "runtime": {**here["runtime"], "optax": "0.0.1"}})))
+    here = {"runtime": runtime_versions(), "numerics": numerics_facts}
+    lock = read_lock(lock_folder(folder, env=here))
+    runs = load_locked_spec_set([folder]).spec_set.runs
+    assert environment_drift(lock, runs) == []
+    drifts = environment_drift(read_lock(lock_folder(folder, env={**here, "runtime": {**here["runtime"], "optax": "0.0.1"}})), runs)
     assert [d.what for d in drifts] == ["runtime optax"] and drifts[0].old == "0.0.1"
+    other_bits = {**here, "numerics": lambda mesh: {"bits": {"cpu_effective_isa": "SSE4_2"}, "host": {}}}
+    drifts = environment_drift(read_lock(lock_folder(folder, env=other_bits)), runs)
+    assert [d.what for d in drifts] == ["numerics [cpu chips=1 data=1 fsdp=1 tensor=1]"]

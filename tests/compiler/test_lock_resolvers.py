@@ -207,9 +207,24 @@ def test_cpu_isa_flags_from_cpuinfo():
     assert environment.cpu_isa_flags("Features : fp asimd sve\n") == {"asimd", "sve"}
 
 
-def test_numerics_come_from_the_runtime_when_it_provides_them(monkeypatch):
+def test_numerics_come_from_the_runtime_per_mesh(monkeypatch):
+    from compiler.spec import MeshSpec
+
+    seen = []
     fake = types.ModuleType("runtime.numerics")
-    fake.numerics_facts = lambda: {"xla_flags": ("--xla_cpu_enable_fast_math=false",), "cpu_isa": {"avx2"}}
+    fake.numerics_facts = lambda mesh: seen.append(mesh) or {"bits": {"flags": ("--x",)}, "host": {"isa": {"avx2"}}}
     monkeypatch.setitem(sys.modules, "runtime.numerics", fake)
-    assert environment.numerics_facts() == {"xla_flags": ["--xla_cpu_enable_fast_math=false"], "cpu_isa": ["avx2"]}
-    assert environment.numerics_for(environment.numerics_facts(), "tpu-v5e") == {"xla_flags": ["--xla_cpu_enable_fast_math=false"]}
+    mesh = MeshSpec(accelerator="tpu-v5e", chips=8, axes={"data": 8})
+    assert environment.numerics_facts(mesh) == {"bits": {"flags": ["--x"]}, "host": {"isa": ["avx2"]}}
+    assert seen == [mesh]
+    assert environment.hashed_numerics(environment.numerics_facts(mesh)) == {"flags": ["--x"]}
+    assert environment.mesh_key(mesh) == "tpu-v5e chips=8 data=8 fsdp=1 tensor=1"
+    assert environment.mesh_key(MeshSpec()) == "cpu chips=1 data=1 fsdp=1 tensor=1"
+
+
+def test_fallback_numerics_hash_cpu_facts_only_for_cpu_meshes():
+    from compiler.spec import MeshSpec
+
+    cpu = environment.fallback_numerics_facts(MeshSpec())
+    tpu = environment.fallback_numerics_facts(MeshSpec(accelerator="tpu-v4", chips=4, axes={"data": 4}))
+    assert "cpu_isa" in cpu["bits"] and "cpu_isa" not in tpu["bits"] and "cpu_isa" in tpu["host"]
