@@ -1,0 +1,122 @@
+"""The training state (what one step reads and writes, and a checkpoint holds) and how a fresh one is made.
+
+Why a NamedTuple of plain pytrees: params are the pure dict of `nnx.split`
+(sorted, stable paths that the digest and checkpoints use), the optimizer
+state is optax's, the step is a device scalar (the data position: batch
+`step` is the next one to train on), and the PRNG key is stored as raw uint32
+key data (typed key arrays do not round-trip through checkpoints). The model
+has no dropout, so the key is not consumed yet; it is carried and checkpointed
+so a stochastic addition would replay and resume bit-exactly too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from runtime import model as model_lib
+from runtime import sharding as sharding_lib
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # int32 scalar: steps taken = index of the next batch
+    params: Any  # pure dict of arrays, paths as in the nnx module
+    opt_state: Any  # optax state, per-parameter leaves sharded like params
+    rng: jax.Array  # uint32 key data of the run's PRNG key
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParts:
+    """The static side of the model: its graph definition, abstract params, their logical axes."""
+
+    config: model_lib.ModelConfig
+    graphdef: Any
+    abstract_params: Any  # pure dict of jax.ShapeDtypeStruct
+    logical_axes: Any  # pure dict of tuples of logical axis names
+
+
+def model_parts(config: model_lib.ModelConfig) -> ModelParts:
+    """Trace the model's constructor abstractly (no FLOPs, no memory) for its structure and metadata."""
+    abstract_model = nnx.eval_shape(lambda: model_lib.Transformer(config, nnx.Rngs(params=0)))
+    graphdef, state = nnx.split(abstract_model, nnx.Param)
+    abstract_params = nnx.to_pure_dict(state)
+    flat_axes = {path: variable.get_metadata()[model_lib.AXES] for path, variable in nnx.to_flat_state(state)}
+    logical_axes = _unflatten(flat_axes)
+    return ModelParts(config, graphdef, abstract_params, logical_axes)
+
+
+def _unflatten(flat: dict[tuple, Any]) -> dict:
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return tree
+
+
+@dataclasses.dataclass(frozen=True)
+class StateLayout:
+    """Where each leaf of a TrainState lives on the mesh, and its abstract shape."""
+
+    shardings: TrainState
+    abstract: TrainState  # ShapeDtypeStructs carrying the shardings (restore targets)
+
+
+def state_layout(parts: ModelParts, tx: optax.GradientTransformation, mesh: Mesh) -> StateLayout:
+    params_sh = sharding_lib.param_shardings(parts.logical_axes, parts.abstract_params, mesh)
+    opt_sh = sharding_lib.optimizer_shardings(tx, parts.abstract_params, params_sh, mesh)
+    rep = sharding_lib.replicated(mesh)
+    shardings = TrainState(step=rep, params=params_sh, opt_state=opt_sh, rng=rep)
+    shapes = TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32),
+        params=parts.abstract_params,
+        opt_state=jax.eval_shape(tx.init, parts.abstract_params),
+        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
+    )
+    abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+    return StateLayout(shardings, abstract)
+
+
+def init_params(parts: ModelParts, seed: int, layout: StateLayout):
+    """Freshly initialized params, created directly in their shards.
+
+    With `jax_threefry_partitionable` (pinned by runtime.numerics) the values
+    do not depend on the sharding, so every mesh starts from the same weights.
+    """
+    def make():
+        return nnx.to_pure_dict(nnx.state(model_lib.Transformer(parts.config, nnx.Rngs(params=seed)), nnx.Param))
+
+    return jax.jit(make, out_shardings=layout.shardings.params)()
+
+
+def init_opt_state(tx: optax.GradientTransformation, params, layout: StateLayout):
+    """Zero optimizer state, sharded like the params (jit with out_shardings, not default placement)."""
+    return jax.jit(tx.init, out_shardings=layout.shardings.opt_state)(params)
+
+
+def fresh_state(params, opt_state, rng_seed: int, layout: StateLayout) -> TrainState:
+    """A TrainState at step 0 around the given params and optimizer state."""
+    rng = jax.random.key_data(jax.random.key(rng_seed))
+    step = jnp.zeros((), jnp.int32)
+    return TrainState(
+        step=jax.device_put(step, layout.shardings.step),
+        params=params,
+        opt_state=opt_state,
+        rng=jax.device_put(rng.astype(jnp.uint32), layout.shardings.rng),
+    )
+
+
+def host_params(params):
+    """Params as host numpy arrays (for digests), gathered from every process when sharded across processes."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # noqa: PLC0415 (multi-process runs only)
+
+        return multihost_utils.process_allgather(params, tiled=True)
+    return jax.device_get(params)
