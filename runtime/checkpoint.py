@@ -1,0 +1,98 @@
+"""Orbax checkpoints of a run: the whole training state plus the run's identity and digest so far.
+
+What one checkpoint (a directory `checkpoints/<k>/`, k = steps taken) holds:
+  * `state`: params, optimizer state, the step (the data position: batch k is
+    next) and the PRNG key data, restored straight into their shards;
+  * `meta` (JSON): the run hash (a checkpoint of another run is refused, never
+    resumed from), the step, and the digest record up to step k, so a resumed
+    run continues the very record the uninterrupted run would have written.
+
+Why orbax's CheckpointManager, synchronous: it writes each step into a
+temporary directory and renames it when complete (a kill -9 mid-save leaves
+only a temporary directory, removed on the next start), and every process of
+a multi-process run takes part in the same save. Saves are synchronous so
+the digest and metrics written after a save never claim a checkpoint that
+is not on disk.
+
+Retention follows `spec.checkpoint`: the final checkpoint (step == total
+steps, what child runs load) is always kept, plus the newest `keep` others.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+from runtime.train_state import TrainState
+
+STATE, META = "state", "meta"
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint in the run directory belongs to another run."""
+
+
+class Checkpoints:
+    """The checkpoints of one run directory."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, keep: int, total_steps: int, read_only: bool = False):
+        self.directory = os.path.abspath(directory)
+        self.keep = keep
+        self.total_steps = total_steps
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=None,  # retention is ours: see `_retain`
+            create=not read_only,
+            read_only=read_only,
+            cleanup_tmp_directories=not read_only,
+            enable_async_checkpointing=False,
+            save_root_metadata=False,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE, META))
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def save(self, state: TrainState, meta: dict[str, Any]) -> int:
+        """Save `state` under its step (all processes call this); returns the step."""
+        step = int(state.step)
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(**{STATE: ocp.args.StandardSave(state), META: ocp.args.JsonSave(meta)}),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+        self._retain()
+        return step
+
+    def read_meta(self, step: int) -> dict[str, Any]:
+        restored = self._manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))
+        return dict(restored[META])
+
+    def restore(self, step: int, abstract_state: TrainState, run_hash: str | None) -> tuple[TrainState, dict[str, Any]]:
+        """The state of checkpoint `step` in the shardings of `abstract_state`, and its meta.
+
+        With `run_hash`, refuses (CheckpointMismatch) a checkpoint whose meta names another run.
+        """
+        meta = self.read_meta(step)
+        if run_hash is not None and meta.get("run_hash") != run_hash:
+            raise CheckpointMismatch(
+                f"checkpoint {step} in {self.directory} belongs to run {meta.get('run_hash')!r}, not {run_hash!r}"
+            )
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)}),
+        )
+        return TrainState(*restored[STATE]), meta
+
+    def _retain(self) -> None:
+        periodic = [s for s in self.steps() if s != self.total_steps]
+        for step in periodic[: max(0, len(periodic) - self.keep)]:
+            self._manager.delete(step)
+
+    def close(self) -> None:
+        self._manager.close()

@@ -1,0 +1,183 @@
+"""What decides the trained bits besides the spec, pinned where it can be and reported where it cannot.
+
+Measured on this machine (runtime/DETERMINISM.md has the tables): with the
+same spec, data and software, XLA:CPU still gives different bits when any of
+these differ, so a launcher must fix them *before the trainer imports jax*:
+
+* the intra-op thread-pool size, max(PJRT_NPROC or usable CPUs, local device
+  count): it decides how XLA:CPU partitions work. Pinned with `PJRT_NPROC`
+  to a value computed from the spec (never from the machine), so a 2-core
+  laptop and a 64-core host build the same pool; `taskset` no longer matters.
+* `--xla_cpu_max_isa`: SSE4_2, AVX and AVX2 each give other bits than the
+  default (the host's best, AVX-512 here). Pinned to AVX2, the widest ISA
+  nearly every x86-64 server has, so bits do not depend on whether the host
+  has AVX-512/AMX; a host without AVX2 gets a different (recorded) ISA.
+* `--xla_cpu_enable_fast_math` (changes bits; pinned off), the number of
+  faked devices per process (part of the mesh; pinned), jax's PRNG
+  implementation and `jax_threefry_partitionable` (change the random values
+  themselves; pinned), x64 mode (pinned off).
+* not pinnable here: the CPU's ISA below the AVX2 ceiling, the jax/jaxlib/XLA
+  build and the other numeric packages. `numerics_facts` reports them so the
+  lockfile can record them and the run hash can cover them.
+
+This module must not import jax: it runs in the launcher and in the compiler
+(which never imports jax), and its whole point is to act before jax exists.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from collections.abc import Mapping
+
+# The widest ISA XLA may use on CPU; see the module docstring for why AVX2.
+CPU_ISA_CEILING = "AVX2"
+# Minimum XLA:CPU intra-op thread-pool size; the pool is max(this, devices per process).
+# 4 because the measured cost of an oversubscribed pool on 2 cores is small while
+# a pool of 1-2 leaves bigger hosts idle; any fixed value works for determinism.
+MIN_CPU_THREADS = 4
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml_dtypes", "grain", "tokenizers")
+ISA_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16",
+                "amx_tile", "amx_bf16")
+# XLA's names for ISA levels, lowest first, with the /proc/cpuinfo flag each needs.
+_ISA_LEVELS = (("SSE4_2", "sse4_2"), ("AVX", "avx"), ("AVX2", "avx2"), ("AVX512", "avx512f"))
+
+
+def _accelerator(mesh) -> str:
+    value = getattr(mesh, "accelerator", "cpu")
+    return getattr(value, "value", value)
+
+
+def local_device_count(mesh, num_processes: int = 1) -> int:
+    """Devices each process owns: the mesh's chips split evenly over the processes."""
+    chips = int(getattr(mesh, "chips", 1))
+    if num_processes < 1 or chips % num_processes:
+        raise ValueError(f"{chips} chips cannot be split evenly over {num_processes} processes")
+    return chips // num_processes
+
+
+def cpu_thread_pool_size(mesh) -> int:
+    """The XLA:CPU intra-op pool every process of this run gets: a function of the spec only.
+
+    XLA sizes the pool max(PJRT_NPROC, local devices); with PJRT_NPROC set to
+    at least the run's total chip count, the pool is the same for any split
+    of those chips over processes (4 devices in one process or 2 × 2).
+    """
+    return max(MIN_CPU_THREADS, int(getattr(mesh, "chips", 1)))
+
+
+def pinned_xla_flags(mesh, num_processes: int = 1) -> str:
+    """XLA_FLAGS for one trainer process of a run on `mesh` (a compiler.spec.MeshSpec).
+
+    On cpu: the faked device count, the ISA ceiling, fast-math off and
+    multi-threaded Eigen on (the defaults, stated so a changed default cannot
+    slip in). On accelerators: nothing is pinned here (their compilers have no
+    such host-dependent switches we measured).
+    """
+    if _accelerator(mesh) != "cpu":
+        return ""
+    return " ".join([f"--xla_force_host_platform_device_count={local_device_count(mesh, num_processes)}",
+                     *_CPU_NUMERIC_FLAGS])
+
+
+_CPU_NUMERIC_FLAGS = (
+    f"--xla_cpu_max_isa={CPU_ISA_CEILING}",
+    "--xla_cpu_enable_fast_math=false",
+    "--xla_cpu_multi_thread_eigen=true",
+)
+
+
+def pinned_environment(mesh, num_processes: int = 1) -> dict[str, str]:
+    """The environment variables a launcher sets for a trainer process (they act when jax is imported).
+
+    Replaces XLA_FLAGS as a whole: any other XLA flag could change the bits too.
+    """
+    env = {
+        "XLA_FLAGS": pinned_xla_flags(mesh, num_processes),
+        "JAX_DEFAULT_PRNG_IMPL": "threefry2x32",
+        "JAX_THREEFRY_PARTITIONABLE": "1",
+        "JAX_ENABLE_X64": "0",
+        "JAX_DEFAULT_MATMUL_PRECISION": "default",  # measured: no effect on CPU float32; pinned so a user setting cannot change TPU bits
+    }
+    if _accelerator(mesh) == "cpu":
+        env["PJRT_NPROC"] = str(cpu_thread_pool_size(mesh))
+        env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def environment_drift(mesh, num_processes: int = 1, environ: Mapping[str, str] | None = None) -> dict[str, tuple]:
+    """Pinned variables whose current value differs: name -> (current, pinned). Empty when all are pinned."""
+    environ = os.environ if environ is None else environ
+    return {name: (environ.get(name), value) for name, value in pinned_environment(mesh, num_processes).items()
+            if environ.get(name) != value}
+
+
+def cpu_features(cpuinfo_path: str = "/proc/cpuinfo") -> dict[str, object]:
+    """The host CPU's model and the ISA flags XLA:CPU may use, from /proc/cpuinfo (empty off Linux)."""
+    model, flags = "", set()
+    try:
+        with open(cpuinfo_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "isa": sorted(f for f in ISA_FEATURES if f in flags)}
+
+
+def effective_isa(host_isa: list[str] | tuple[str, ...], ceiling: str = CPU_ISA_CEILING) -> str:
+    """The ISA XLA will compile for: the host's best level, capped at the ceiling."""
+    best = "none"
+    for level, flag in _ISA_LEVELS:
+        if flag not in host_isa:
+            break
+        best = level
+        if level == ceiling:
+            break
+    return best
+
+
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions of the packages whose code computes the bits (None if absent)."""
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def numerics_facts(mesh=None, num_processes: int = 1, cpuinfo_path: str = "/proc/cpuinfo") -> dict:
+    """Everything besides the spec and data that decides the bits, as plain JSON-able data.
+
+    `bits` holds what must match for two runs to agree (the lockfile records
+    it and the run hash covers it); `host` is informational (a different CPU
+    model with the same effective ISA computes the same bits).
+    Pure Python; reads /proc/cpuinfo and installed package metadata only.
+    """
+    cpu = cpu_features(cpuinfo_path)
+    bits: dict[str, object] = {
+        "machine": platform.machine(),
+        "packages": package_versions(),
+        "python": ".".join(map(str, sys.version_info[:3])),
+    }
+    host: dict[str, object] = {"cpu_model": cpu["model"], "cpu_isa": cpu["isa"], "platform": platform.platform()}
+    if mesh is not None:
+        env = pinned_environment(mesh, num_processes)
+        # The per-process device count is layout, not numerics: the same mesh over
+        # 1 or 2 processes (see DETERMINISM.md for when that keeps the bits).
+        bits["jax_config"] = {k: v for k, v in env.items() if k.startswith("JAX_")}
+        host["layout"] = {"num_processes": num_processes, "devices_per_process": local_device_count(mesh, num_processes)}
+        if _accelerator(mesh) == "cpu":
+            bits["xla_cpu_flags"] = list(_CPU_NUMERIC_FLAGS)
+            bits["cpu_effective_isa"] = effective_isa(cpu["isa"])
+            bits["cpu_thread_pool"] = cpu_thread_pool_size(mesh)
+    return {"bits": bits, "host": host}
