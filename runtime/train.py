@@ -1,0 +1,290 @@
+"""Train one run into its run directory: start (scratch or parent) or resume, step, checkpoint, digest.
+
+`train_run` is the whole trainer as one function; `python -m runtime` and the
+tests call it. It is written so that the digest record of a run depends only
+on the spec, the data and the pinned numerics (runtime.numerics), never on
+where it stopped and resumed:
+
+  * batch s is `batch_source.batch_at(s)`, a pure function of the step;
+  * every checkpoint holds the full state (params, optimizer, step, PRNG key)
+    and the digest record so far, and a resumed run continues from exactly
+    that record;
+  * each step's loss is waited for (`jax.block_until_ready`) before the next
+    step is dispatched. This is also what keeps several faked CPU devices
+    from deadlocking in an all-reduce rendezvous; the next batch is prepared
+    on the host while the current step runs, so the wait costs little.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from compiler.spec import ParentInit, RunSpec, ScratchInit
+from runtime import batches as batches_lib
+from runtime import checkpoint as checkpoint_lib
+from runtime import digest as digest_lib
+from runtime import mesh as mesh_lib
+from runtime import metrics as metrics_lib
+from runtime import model as model_lib
+from runtime import numerics
+from runtime import optimizer as optimizer_lib
+from runtime import parent as parent_lib
+from runtime import progress as progress_lib
+from runtime import run_dir as run_dir_lib
+from runtime import schedule as schedule_lib
+from runtime import sharding as sharding_lib
+from runtime import train_state as train_state_lib
+from runtime import train_step as train_step_lib
+from runtime.errors import BadInput, TrainingFailed
+
+
+def pin_jax_config() -> None:
+    """The jax settings that change random values; set (not just read) so an in-process caller gets them too."""
+    jax.config.update("jax_default_prng_impl", "threefry2x32")
+    jax.config.update("jax_threefry_partitionable", True)
+    jax.config.update("jax_enable_x64", False)
+
+
+def train_run(
+    spec: RunSpec,
+    run_hash: str,
+    run_dir: str | os.PathLike[str],
+    parent_dir: str | os.PathLike[str] | None = None,
+    batch_source: batches_lib.BatchSource | None = None,
+    *,
+    parent_hash: str | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    stop_after_step: int | None = None,
+    show_progress: bool = False,
+) -> digest_lib.DigestRecord:
+    """Train `spec` (resolved) into `run_dir`, resuming from its latest checkpoint; returns the digest record.
+
+    Args:
+      spec: the resolved RunSpec (compiler.resolve.resolve_run).
+      run_hash: the run's hash; stored in every checkpoint, checked on resume.
+      run_dir: the run directory (created if needed; spec.json written if absent, checked if present).
+      parent_dir: the parent's run directory, for a spec whose init is a parent.
+      batch_source: where batches come from; default: the real data pipeline over `data_root`.
+      parent_hash: the parent's hash (required with a parent init).
+      stop_after_step: stop (with a checkpoint) once this many steps are done; the run stays resumable.
+      show_progress: draw a rich progress bar on stderr.
+
+    Raises:
+      BadInput: unusable input (see runtime.errors); nothing was written.
+      TrainingFailed: training did not finish; the last checkpoint stands.
+    """
+    request = run_dir_lib.RunRequest(hash=run_hash, name=spec.name, parent_hash=parent_hash, spec=spec)
+    _check_init(request, parent_dir)
+    pin_jax_config()
+    paths = run_dir_lib.paths(run_dir)
+    is_writer = jax.process_index() == 0
+    _check_spec_json(paths, request)
+
+    # Everything that can refuse the run happens before anything is written.
+    config = model_lib.model_config(
+        spec.model, spec.dtypes, spec.kernels, document_masking=spec.data.document_masking,
+        initializer=spec.init.initializer if isinstance(spec.init, ScratchInit) else "truncated_normal",
+    )
+    parts = train_state_lib.model_parts(config)
+    try:
+        mesh = mesh_lib.make_mesh(spec.mesh)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    learning_rate = schedule_lib.learning_rate_schedule(spec.schedule)
+    tx = optimizer_lib.make_optimizer(spec.optimizer, learning_rate)
+    layout = train_state_lib.state_layout(parts, tx, mesh)
+    total_steps = spec.total_steps
+    existing = _existing_checkpoint(paths, run_hash, total_steps)
+
+    if existing is None:
+        state, record = _fresh_start(request, parent_dir, parts, tx, layout, mesh)
+    else:
+        store = checkpoint_lib.Checkpoints(paths[run_dir_lib.CHECKPOINTS], keep=spec.checkpoint.keep,
+                                           total_steps=total_steps)
+        state, meta = store.restore(existing, layout.abstract, run_hash)
+        store.close()
+        record = digest_lib.DigestRecord.from_json(meta["digest"])
+        if record.complete:
+            if is_writer:
+                digest_lib.write_digest(paths[run_dir_lib.DIGEST], record)
+            return record  # built already: like Nix, nothing to do
+        record = record.truncated(existing)
+
+    if batch_source is None:
+        batch_source = _default_batch_source(spec, data_root)
+
+    if is_writer:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        _write_spec_json(paths, request)
+        _write_run_record(paths, request, mesh, layout, resumed_from=existing)
+    store = checkpoint_lib.Checkpoints(paths[run_dir_lib.CHECKPOINTS], keep=spec.checkpoint.keep,
+                                       total_steps=total_steps)
+    try:
+        return _loop(spec, run_hash, state, record, batch_source, store, paths, parts, tx, learning_rate, layout,
+                     mesh, stop_after_step, show_progress and is_writer, is_writer)
+    finally:
+        store.close()
+
+
+def _check_init(request: run_dir_lib.RunRequest, parent_dir) -> None:
+    if isinstance(request.spec.init, ParentInit):
+        if request.parent_hash is None:
+            raise BadInput(f"run {request.name} starts from a parent but no parent hash was given")
+        if parent_dir is None:
+            raise BadInput(f"run {request.name} starts from parent {request.parent_hash}; pass its run directory "
+                           "(--parent-dir)")
+    elif parent_dir is not None or request.parent_hash is not None:
+        raise BadInput(f"run {request.name} starts from scratch but a parent was given")
+
+
+def _existing_checkpoint(paths, run_hash: str, total_steps: int) -> int | None:
+    """The latest checkpoint step of this run, None if there is none; BadInput if it is another run's."""
+    directory = paths[run_dir_lib.CHECKPOINTS]
+    if not directory.is_dir():
+        return None
+    store = checkpoint_lib.Checkpoints(directory, keep=1, total_steps=total_steps, read_only=True)
+    try:
+        latest = store.latest_step()
+        if latest is None:
+            return None
+        meta = store.read_meta(latest)
+    finally:
+        store.close()
+    if meta.get("run_hash") != run_hash:
+        raise BadInput(f"{directory} holds checkpoints of run {meta.get('run_hash')}, not of {run_hash}; "
+                       "refusing to resume from (or overwrite) another run's checkpoints")
+    if latest > total_steps:
+        raise BadInput(f"{directory}: checkpoint at step {latest} is past this run's {total_steps} steps")
+    return latest
+
+
+def _fresh_start(request, parent_dir, parts, tx, layout, mesh):
+    spec = request.spec
+    if isinstance(spec.init, ParentInit):
+        start = parent_lib.load_parent(parent_dir, request.parent_hash, request, parts, mesh)
+        params = start.params
+        opt_state = train_state_lib.init_opt_state(tx, params, layout)
+        if start.opt_state is not None:
+            opt_state = optimizer_lib.carry_adam_moments(start.opt_state, opt_state)
+        rng_seed = spec.data.seed
+    else:
+        params = train_state_lib.init_params(parts, spec.init.seed, layout)
+        opt_state = train_state_lib.init_opt_state(tx, params, layout)
+        rng_seed = spec.init.seed
+    state = train_state_lib.fresh_state(params, opt_state, rng_seed, layout)
+    state = jax.device_put(state, layout.shardings)
+    return state, digest_lib.DigestRecord(request.hash, request.name, spec.total_steps)
+
+
+def _default_batch_source(spec: RunSpec, data_root) -> batches_lib.BatchSource:
+    from runtime import data_source  # noqa: PLC0415 (imports the data pipeline only when it is used)
+
+    return data_source.for_run(spec, data_root)
+
+
+def _loop(spec, run_hash, state, record, batch_source, store, paths, parts, tx, learning_rate, layout, mesh,
+          stop_after_step, show_progress, is_writer) -> digest_lib.DigestRecord:
+    total_steps = spec.total_steps
+    sequences, length = spec.batch.sequences, spec.batch.sequence_length
+    tokens_per_step = sequences * length
+    every = spec.checkpoint.every or total_steps
+    digest_every = spec.checkpoint.digest_every
+    stop = total_steps if stop_after_step is None else max(0, min(total_steps, stop_after_step))
+    batch_sharding = sharding_lib.batch_sharding(mesh)
+    step_fn = train_step_lib.compile_train_step(
+        parts.graphdef, tx, learning_rate, layout, batches_lib.abstract_batch(sequences, length), batch_sharding)
+
+    step = int(state.step)
+    metrics_log = metrics_lib.MetricsLog(paths[run_dir_lib.METRICS], enabled=is_writer)
+    metrics_log.resume_from(step)
+    progress = progress_lib.TrainingProgress(spec.name, total_steps, step, enabled=show_progress)
+
+    def next_batch(s):
+        return batches_lib.place_batch(batches_lib.check_batch(batch_source.batch_at(s), sequences, length, s),
+                                       batch_sharding)
+
+    try:
+        batch = next_batch(step) if step < stop else None
+        last = time.perf_counter()
+        while step < stop:
+            state, metrics = step_fn(state, batch)
+            batch = next_batch(step + 1) if step + 1 < stop else None  # host work overlaps the device step
+            loss = np.asarray(jax.block_until_ready(metrics["loss"]))
+            if not math.isfinite(float(loss)):
+                raise TrainingFailed(f"loss is {float(loss)} at step {step}; stopping before it is checkpointed")
+            record.losses.append(digest_lib.loss_bits(loss))
+            now = time.perf_counter()
+            tokens_per_s = tokens_per_step / max(now - last, 1e-9)
+            last = now
+            metrics_log.write(step=step, loss=float(loss), lr=float(metrics["lr"]), grad_norm=float(metrics["grad_norm"]),
+                              tokens=(step + 1) * tokens_per_step, tokens_per_s=round(tokens_per_s, 1))
+            step += 1
+            progress.update(step, float(loss), tokens_per_s)
+            if step % digest_every == 0 or step == total_steps:
+                params_digest = digest_lib.params_sha256(train_state_lib.host_params(state.params))
+                if step % digest_every == 0:
+                    record.params_sha256[step] = params_digest
+                if step == total_steps:
+                    record.final_params_sha256 = params_digest
+            if step % every == 0 or step == stop:
+                store.save(state, {"run_hash": run_hash, "step": step, "digest": record.to_json()})
+                metrics_log.flush()
+                if is_writer:
+                    digest_lib.write_digest(paths[run_dir_lib.DIGEST], record)
+    finally:
+        progress.close()
+        metrics_log.close()
+    return record
+
+
+def _check_spec_json(paths, request: run_dir_lib.RunRequest) -> None:
+    """An existing spec.json must describe this run (the directory is another run's otherwise)."""
+    path = paths[run_dir_lib.SPEC]
+    if path.exists():
+        existing = run_dir_lib.load_request(path.parent)
+        if existing.hash != request.hash:
+            raise BadInput(f"{path} describes run {existing.hash} ({existing.name}), not {request.hash}")
+
+
+def _write_spec_json(paths, request: run_dir_lib.RunRequest) -> None:
+    """spec.json as the compiler would write it, if absent."""
+    path = paths[run_dir_lib.SPEC]
+    if path.exists():
+        return
+    digest_lib.write_json_atomically(path, {
+        "hash": request.hash, "name": request.name, "parent_hash": request.parent_hash,
+        "spec": request.spec.model_dump(mode="json"),
+    })
+
+
+def _write_run_record(paths, request, mesh, layout, resumed_from: int | None) -> None:
+    """run.json: how this run's bits were computed, one entry per (re)start of the trainer."""
+    path = paths[run_dir_lib.RUN_RECORD]
+    sessions = []
+    if path.exists():
+        try:
+            sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", [])
+        except (OSError, ValueError):
+            sessions = []
+    num_processes = jax.process_count()
+    sessions.append({
+        "resumed_from_step": resumed_from,
+        "mesh": mesh_lib.describe(mesh),
+        "num_processes": num_processes,
+        "numerics": numerics.numerics_facts(request.spec.mesh, num_processes),
+        "unpinned_environment": {k: list(v) for k, v in
+                                 numerics.environment_drift(request.spec.mesh, num_processes).items()},
+    })
+    digest_lib.write_json_atomically(path, {
+        "run_hash": request.hash,
+        "name": request.name,
+        "param_shardings": sharding_lib.shardings_report(layout.shardings.params),
+        "sessions": sessions,
+    })
