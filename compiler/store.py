@@ -6,6 +6,10 @@
         train(build.path)                           # the runtime writes checkpoints/, metrics, digest.json
         store.finish_build(run.hash)                # manifest, rename into place, marker last
 
+    # A launcher and a build job on another machine split this in two:
+    store.register(run, lock.entries_for(run), plan)   # launcher: the run's derivation, by hash
+    build = store.begin_build(run_hash)                 # job: only the hash (and the store URL)
+
 Guarantees:
   * A half-written entry is never taken for a built one: an entry is built only
     when its COMPLETE.json marker exists, and the marker is written last, after
@@ -53,7 +57,7 @@ from typing import Any
 
 from compiler.problems import Location, Problem, SpecError
 from compiler.store_layout import (
-    BUILDING_DIR, COMPLETE_FILE, HASH_PREFIX, LOCK_FILE, LOCKS_DIR, MANIFEST_FILE, NOT_IN_MANIFEST, PLAN_FILE,
+    BUILDING_DIR, COMPLETE_FILE, DERIVATIONS_DIR, HASH_PREFIX, LOCK_FILE, LOCKS_DIR, MANIFEST_FILE, NOT_IN_MANIFEST, PLAN_FILE,
     SPEC_FILE, STORE_FORMAT, TRASH_DIR, UnsafePath, check_hash, entry_name, parse_entry_name, safe_relative,
     spec_document,
 )
@@ -216,6 +220,11 @@ class Store:
             out.append(EntryInfo(run_hash, name, status, path, self._parent_of(path)))
         for run_hash, name in self._building():
             out.append(EntryInfo(run_hash, name, "building", str(self.building_path(run_hash, name)), None))
+        seen = {e.hash for e in out}
+        for run_hash, name in self._registered():
+            if run_hash not in seen:
+                path = self._join(DERIVATIONS_DIR, entry_name(run_hash, name))
+                out.append(EntryInfo(run_hash, name, "registered", path, self._parent_of(path)))
         return sorted(out, key=lambda e: (e.name, e.hash, e.status))
 
     def _parent_of(self, entry_path: str) -> str | None:
@@ -341,10 +350,7 @@ class Store:
         return problems
 
     def _check_spec_hash(self, path: str, run_hash: str, name: str) -> list[str]:
-        """spec.json + lock.json must still hash to the entry's hash (when the lock records inputs)."""
-        from compiler.canonical import run_hash as compute_hash
-        from compiler.spec import RunSpec
-
+        """spec.json + lock.json must still hash to the entry's hash."""
         try:
             spec = json.loads(self.fs.cat_file(posixpath.join(path, SPEC_FILE)))
             lock = json.loads(self.fs.cat_file(posixpath.join(path, LOCK_FILE)))
@@ -352,18 +358,8 @@ class Store:
             return [f"{posixpath.basename(str(err.filename or SPEC_FILE))}: missing"]
         except ValueError:
             return [f"{SPEC_FILE} or {LOCK_FILE} is not valid JSON"]
-        if spec.get("hash") != run_hash or spec.get("name") != name:
-            return [f"{SPEC_FILE}: names run {spec.get('hash')!r}/{spec.get('name')!r}, not this entry"]
-        if not isinstance(lock, dict) or "inputs" not in lock:
-            return []
-        try:
-            resolved = RunSpec.model_validate(spec["spec"])
-            recomputed = compute_hash(resolved, spec.get("parent_hash"), lock["inputs"])
-        except Exception as err:  # noqa: BLE001 - any unreadable spec is damage
-            return [f"{SPEC_FILE}: not a valid run spec ({type(err).__name__})"]
-        if recomputed != run_hash:
-            return [f"{SPEC_FILE}/{LOCK_FILE}: hash to {recomputed}, not to the entry's hash"]
-        return []
+        problem = _derivation_problem(run_hash, name, spec, lock)
+        return [problem] if problem else []
 
     def _files_under(self, path: str) -> list[str]:
         base = path.rstrip("/") + "/"
@@ -375,20 +371,83 @@ class Store:
 
     # ------------------------------------------------------------------ building
 
-    def begin_build(self, run, lock_entries: Mapping[str, Any], plan: Mapping[str, Any] | None = None, *,
-                    wait: bool = True, timeout: float | None = None) -> Build | None:
-        """Take the build lock of `run` (a compiler.specset.CompiledRun) and prepare its build folder.
+    def register(self, run, lock_entries: Mapping[str, Any], plan: Mapping[str, Any] | None = None) -> str:
+        """Write the run's derivation (spec.json, lock.json, plan.json) so a build job can start from its hash.
 
+        Like a Nix .drv: `<root>/.derivations/<hash>-<name>/`. The launcher
+        registers every run it lowers; the job (`python -m runtime.build
+        --store URL --hash HASH`, possibly on another machine) then calls
+        `begin_build(HASH)`. Registering twice is harmless: the content is
+        named by the hash.
+        """
+        run_hash, name = self._checked(run.hash, run.name)
+        document = spec_document(run_hash, name, run.parent_hash, run.spec.model_dump(mode="json"))
+        problem = _derivation_problem(run_hash, name, document, dict(lock_entries))
+        if problem:
+            raise StoreError(self.url, f"refusing to register run {name}: {problem}")
+        folder = self._join(DERIVATIONS_DIR, entry_name(run_hash, name))
+        files = {LOCK_FILE: dict(lock_entries), **({PLAN_FILE: dict(plan)} if plan is not None else {}),
+                 SPEC_FILE: document}  # spec.json last: its presence means "registered"
+        for filename, value in files.items():
+            data = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+            if self.is_local:
+                pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+                _write_bytes_atomic(pathlib.Path(folder) / filename, data)
+            else:
+                self.fs.pipe_file(posixpath.join(folder, filename), data)
+        return folder
+
+    def derivation(self, run_hash: str) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+        """(name, spec.json, lock.json, plan.json or None) of a registered run; StoreError if absent or damaged."""
+        check_hash(run_hash)
+        found = [name for h, name in self._registered() if h == run_hash]
+        if not found:
+            raise StoreError(self.url, f"run {run_hash} is not registered in the store (the launcher registers "
+                                       f"runs before their build jobs start)")
+        folder = self._join(DERIVATIONS_DIR, entry_name(run_hash, found[0]))
+        try:
+            spec = json.loads(self.fs.cat_file(posixpath.join(folder, SPEC_FILE)))
+            lock = json.loads(self.fs.cat_file(posixpath.join(folder, LOCK_FILE)))
+            plan_path = posixpath.join(folder, PLAN_FILE)
+            plan = json.loads(self.fs.cat_file(plan_path)) if self.fs.exists(plan_path) else None
+        except (FileNotFoundError, ValueError) as err:
+            raise StoreError(folder, f"damaged derivation: {err}") from None
+        problem = _derivation_problem(run_hash, found[0], spec, lock)
+        if problem:
+            raise StoreError(folder, f"damaged or tampered derivation: {problem}")
+        return found[0], spec, lock, plan
+
+    def _registered(self) -> list[tuple[str, str]]:
+        return sorted(filter(None, (parse_entry_name(d) for d in self._listing(self._join(DERIVATIONS_DIR)))))
+
+    def _checked(self, run_hash: str, name: str) -> tuple[str, str]:
+        try:
+            entry_name(run_hash, name)  # validates both before any I/O
+        except UnsafePath as err:
+            raise StoreError(self.url, f"refusing a store path outside the store: {err}") from None
+        return run_hash, name
+
+    def begin_build(self, run, lock_entries: Mapping[str, Any] | None = None, plan: Mapping[str, Any] | None = None,
+                    *, wait: bool = True, timeout: float | None = None) -> Build | None:
+        """Take the build lock of `run` and prepare its build folder.
+
+        run: a compiler.specset.CompiledRun (with its lock entries and plan),
+          or the hash of a run registered with `register` (what a build job has).
         Returns None when the run is built (already, or by another builder
         while we waited). With wait=False, also None when another builder
         holds the lock right now. The folder gets spec.json, lock.json and
         plan.json; an interrupted build of the same run is resumed in place.
         """
-        run_hash, name = run.hash, run.name
-        try:
-            entry_name(run_hash, name)  # validates both before any I/O
-        except UnsafePath as err:
-            raise StoreError(self.url, f"refusing a store path outside the store: {err}") from None
+        if isinstance(run, str):
+            run_hash = run
+            if self.is_built(run_hash):
+                return None
+            name, document, lock_entries, plan = self.derivation(run_hash)
+        else:
+            run_hash, name = self._checked(run.hash, run.name)
+            document = spec_document(run_hash, name, run.parent_hash, run.spec.model_dump(mode="json"))
+            if lock_entries is None:
+                raise TypeError("begin_build(run) needs the run's lock entries (compiler.lock.Lock.entries_for)")
         if self.is_built(run_hash):
             return None
         if run_hash in self._held:
@@ -404,7 +463,6 @@ class Store:
             self._recover_incomplete(run_hash, name, path)
             resumed = (path / SPEC_FILE).is_file()
             path.mkdir(parents=True, exist_ok=True)
-            document = spec_document(run_hash, name, run.parent_hash, run.spec.model_dump(mode="json"))
             _write_json_atomic(path / SPEC_FILE, document)
             _write_json_atomic(path / LOCK_FILE, dict(lock_entries))
             if plan is not None:
@@ -490,7 +548,7 @@ class Store:
         Returns what was (or, with dry_run, would be) removed.
         """
         entries = self.ls()
-        spec_parents = {e.hash: e.parent_hash for e in entries if e.status == "built"}
+        spec_parents = {e.hash: e.parent_hash for e in entries if e.status in ("built", "registered")}
         reachable: set[str] = set()
         frontier = [check_hash(h) for h in keep if h]
         while frontier:
@@ -502,8 +560,14 @@ class Store:
             if parent:
                 frontier.append(parent)
         removed = []
+        for run_hash, name in self._registered():  # derivations follow their runs
+            if run_hash not in reachable and not dry_run and run_hash not in self._held:
+                self.fs.rm(self._join(DERIVATIONS_DIR, entry_name(run_hash, name)), recursive=True)
         for entry in entries:
             if entry.hash in reachable:
+                continue
+            if entry.status == "registered":
+                removed.append(entry)
                 continue
             if entry.status == "built":
                 if not dry_run:
@@ -640,6 +704,30 @@ class _FsspecLock(_BuildLock):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _derivation_problem(run_hash: str, name: str, spec: Any, lock: Any) -> str | None:
+    """Why spec.json + lock.json are not the run `run_hash` (None when they hash to it).
+
+    A lock.json without `inputs` (a run stored without a lock) is checked by
+    name and hash fields only.
+    """
+    from compiler.canonical import run_hash as compute_hash
+    from compiler.spec import RunSpec
+
+    if not isinstance(spec, dict) or spec.get("hash") != run_hash or spec.get("name") != name:
+        got = (spec.get("hash"), spec.get("name")) if isinstance(spec, dict) else None
+        return f"{SPEC_FILE} names run {got}, not {run_hash}/{name}"
+    if not isinstance(lock, dict) or "inputs" not in lock:
+        return None
+    try:
+        recomputed = compute_hash(RunSpec.model_validate(spec["spec"]), spec.get("parent_hash"), lock["inputs"])
+    except Exception as err:  # noqa: BLE001 - any unreadable spec is damage
+        return f"{SPEC_FILE}: not a valid run spec ({type(err).__name__})"
+    if recomputed != run_hash:
+        return f"{SPEC_FILE}/{LOCK_FILE}: hash to {recomputed}, not to the run's hash"
+    return None
+
 
 
 def _sha256_stream(open_file) -> tuple[str, int]:

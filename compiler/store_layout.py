@@ -10,6 +10,8 @@
         digest.json             per-step loss bits and final parameter sha256 (runtime; replay compares it)
         manifest.json           size + sha256 of every file above, written when the build finishes
         COMPLETE.json           written last: {"hash", "name", "manifest_sha256"}; no marker = not built
+      .derivations/<hash>-<name>/  spec.json, lock.json, plan.json of runs registered by a launcher, so
+                                a build job given only the hash can start (Nix: a .drv)
       .building/<hash>-<name>/  builds in progress (kept after a crash so the next build resumes)
       .locks/<hash>.lock        build locks (one builder per hash at a time); never deleted
       .trash/                   entries being removed (renamed here first, so removal is atomic)
@@ -37,6 +39,7 @@ MANIFEST_FILE = "manifest.json"
 COMPLETE_FILE = "COMPLETE.json"
 
 BUILDING_DIR = ".building"
+DERIVATIONS_DIR = ".derivations"
 LOCKS_DIR = ".locks"
 TRASH_DIR = ".trash"
 

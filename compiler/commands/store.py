@@ -66,7 +66,7 @@ def run_ls(args, console) -> int:
     for column in ("hash", "name", "status", "parent"):
         table.add_column(column)
     for entry in entries:
-        style = {"built": "green", "building": "yellow"}.get(entry.status, "red")
+        style = {"built": "green", "building": "yellow", "registered": "cyan"}.get(entry.status, "red")
         table.add_row(Text(entry.hash[:16]), Text(entry.name), Text(entry.status, style=style),
                       Text(entry.parent_hash[:16] if entry.parent_hash else "-"))
     console.print(table)

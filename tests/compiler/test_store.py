@@ -384,3 +384,43 @@ def test_a_local_copy_of_a_built_entry(store):
         (copy / COMPLETE_FILE).unlink()  # force a fresh download
         with pytest.raises(StoreError, match="params.bin: content differs"):
             store.local_copy(run.hash)
+
+
+def test_a_registered_run_is_built_from_its_hash_alone(store):
+    run = RUNS["tiny-code-text"]
+    folder = store.register(run, LOCK.entries_for(run), {"steps": 40})
+    assert store.register(run, LOCK.entries_for(run), {"steps": 40}) == folder  # idempotent
+    assert [(e.name, e.status, e.parent_hash) for e in store.ls()] == [("tiny-code-text", "registered", run.parent_hash)]
+    job = Store(store.url, staging=store.staging)  # the build job: a store URL and a hash
+    started = job.begin_build(run.hash)
+    spec = json.loads((started.path / SPEC_FILE).read_text())
+    assert spec["hash"] == run.hash and spec["parent_hash"] == RUNS["tiny-code"].hash
+    assert json.loads((started.path / "plan.json").read_text()) == {"steps": 40}
+    started.finish()
+    assert job.verify(run.hash) == []
+    assert job.begin_build(run.hash) is None
+    assert [e.status for e in store.ls()] == ["built"]
+
+
+def test_unregistered_or_tampered_derivations_are_refused(store):
+    run = RUNS["tiny-code"]
+    with pytest.raises(StoreError, match="not registered"):
+        store.begin_build(run.hash)
+    folder = store.register(run, LOCK.entries_for(run))
+    spec = json.loads(store.fs.cat_file(f"{folder}/{SPEC_FILE}"))
+    spec["spec"]["steps"] = 61
+    store.fs.pipe_file(f"{folder}/{SPEC_FILE}", json.dumps(spec).encode())
+    with pytest.raises(StoreError, match="tampered derivation"):
+        store.begin_build(run.hash)
+    entries = dict(LOCK.entries_for(run))
+    entries["inputs"] = {**entries["inputs"], "runtime": {"jax": "other"}}
+    with pytest.raises(StoreError, match="refusing to register"):
+        store.register(run, entries)
+
+
+def test_gc_drops_unreachable_derivations(store):
+    for name in ("tiny-code", "tiny-sweep-code0"):
+        store.register(RUNS[name], LOCK.entries_for(RUNS[name]))
+    removed = store.gc({RUNS["tiny-code"].hash})
+    assert [e.name for e in removed] == ["tiny-sweep-code0"]
+    assert [e.name for e in store.ls()] == ["tiny-code"]
