@@ -41,29 +41,58 @@ def abstract_batch(sequences: int, sequence_length: int) -> dict[str, jax.ShapeD
 
 
 def check_batch(batch: dict[str, np.ndarray], sequences: int, sequence_length: int, step: int) -> dict[str, np.ndarray]:
-    """The batch with every field present, of the right shape and dtype; a clear error otherwise."""
+    """The batch fields, typed; all [rows, L] with rows the global batch or one process's block of it.
+
+    Extra fields (the pipeline's source_ids) are dropped; a missing or
+    misshapen field is a clear error naming the step.
+    """
     checked = {}
     for name, dtype in BATCH_FIELDS.items():
         if name not in batch:
             raise ValueError(f"batch of step {step} has no {name!r} field (has {sorted(batch)})")
         array = np.asarray(batch[name])
-        if array.shape != (sequences, sequence_length):
-            raise ValueError(f"batch field {name!r} of step {step} has shape {array.shape}, "
-                             f"expected {(sequences, sequence_length)}")
+        rows = checked["inputs"].shape[0] if checked else array.shape[0] if array.ndim == 2 else -1
+        if array.ndim != 2 or array.shape != (rows, sequence_length) or rows < 1 or sequences % rows:
+            raise ValueError(f"batch field {name!r} of step {step} has shape {array.shape}, expected "
+                             f"({sequences} or a process's share of it, {sequence_length})")
         checked[name] = array.astype(dtype, copy=False)
     return checked
 
 
-def place_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """Global numpy batch → global jax arrays in `sharding`; each process fills only its own shards.
+def place_batch(batch: dict[str, np.ndarray], sharding: NamedSharding, global_rows: int) -> dict[str, jax.Array]:
+    """Numpy batch → global jax arrays in `sharding`; each process fills only its own shards.
 
-    Every process holds the same global batch (it is f(step)), so this works
-    unchanged with one process or many.
+    `batch` is either the global batch (every process computed all rows: each
+    device takes its rows from it) or this process's contiguous block of rows
+    (`process_row_block`), which jax maps onto the process's devices in order.
     """
-    return {
-        name: jax.make_array_from_callback(array.shape, sharding, lambda index, a=array: a[index])
-        for name, array in batch.items()
-    }
+    placed = {}
+    for name, array in batch.items():
+        if array.shape[0] == global_rows:
+            placed[name] = jax.make_array_from_callback(array.shape, sharding, lambda index, a=array: a[index])
+        else:
+            placed[name] = jax.make_array_from_process_local_data(sharding, array, (global_rows, *array.shape[1:]))
+    return placed
+
+
+def process_row_block(sharding: NamedSharding, global_rows: int) -> tuple[int, int] | None:
+    """(index, count) when this process's devices hold exactly rows [index·B/count, (index+1)·B/count).
+
+    That is the slice the data pipeline gives process `index` of `count`, so
+    each process can read only its own rows. None when the layout is
+    anything else (e.g. rows replicated across processes by a tensor axis):
+    then every process reads the global batch.
+    """
+    count, index = jax.process_count(), jax.process_index()
+    if count == 1 or global_rows % count:
+        return None
+    rows: set[int] = set()
+    for device_index in sharding.addressable_devices_indices_map((global_rows, 1)).values():
+        rows.update(range(*device_index[0].indices(global_rows)))
+    per_process = global_rows // count
+    if rows != set(range(index * per_process, (index + 1) * per_process)):
+        return None
+    return index, count
 
 
 class SyntheticBatches:

@@ -118,7 +118,7 @@ def train_run(
         record = record.truncated(existing)
 
     if batch_source is None:
-        batch_source = _default_batch_source(spec, data_root)
+        batch_source = _default_batch_source(spec, data_root, run_dir, mesh)
 
     if is_writer:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -183,10 +183,14 @@ def _fresh_start(request, parent_dir, parts, tx, layout, mesh):
     return state, digest_lib.DigestRecord(request.hash, request.name, spec.total_steps)
 
 
-def _default_batch_source(spec: RunSpec, data_root) -> batches_lib.BatchSource:
+def _default_batch_source(spec: RunSpec, data_root, run_dir, mesh) -> batches_lib.BatchSource:
+    """The run's real data; each process reads only its own rows when the mesh gives it a contiguous block."""
     from runtime import data_source  # noqa: PLC0415 (imports the data pipeline only when it is used)
 
-    return data_source.for_run(spec, data_root)
+    block = batches_lib.process_row_block(sharding_lib.batch_sharding(mesh), spec.batch.sequences)
+    process_index, process_count = block if block is not None else (0, 1)
+    return data_source.for_run(spec, data_root, lock_entries=data_source.read_lock_entries(run_dir),
+                               process_index=process_index, process_count=process_count)
 
 
 def _loop(spec, run_hash, state, record, batch_source, store, paths, parts, tx, learning_rate, layout, mesh,
@@ -208,7 +212,7 @@ def _loop(spec, run_hash, state, record, batch_source, store, paths, parts, tx, 
 
     def next_batch(s):
         return batches_lib.place_batch(batches_lib.check_batch(batch_source.batch_at(s), sequences, length, s),
-                                       batch_sharding)
+                                       batch_sharding, sequences)
 
     try:
         batch = next_batch(step) if step < stop else None

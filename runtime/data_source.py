@@ -1,0 +1,98 @@
+"""The real batch source of a run: runtime.data's step-indexed batch function over its locked sources.
+
+Why here and not in runtime.data: this is where a run's spec meets the data
+root: each `builtin://` source becomes its prepared corpus, the run's BPE
+tokenizer and the token shard of the two, and, when the run directory holds
+the lock (`lock.json`, as a store build folder does), each digest is checked
+against the lock before a single batch is read. A run never trains on data
+other than what its hash names; a mismatch is a BadInput that says which
+input drifted.
+
+Preparing is idempotent (runtime.data finds finished, verified artifacts and
+returns them), so on a data root where `runix lock` ran this only opens files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from compiler.spec import RunSpec
+from runtime.errors import BadInput
+
+BUILTIN = "builtin://"
+LOCK_FILE = "lock.json"
+
+
+def default_data_root() -> Path:
+    """Where `runix lock` prepares data by default: <project>/.runix/data (the working directory's)."""
+    return Path.cwd() / ".runix" / "data"
+
+
+def read_lock_entries(run_dir: str | os.PathLike[str]) -> Mapping[str, Any] | None:
+    """The run's lock slice (lock.json in the run directory), or None when the directory has none."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{path}: unreadable lock: {e}") from None
+
+
+def for_run(
+    spec: RunSpec,
+    data_root: str | os.PathLike[str] | None = None,
+    *,
+    lock_entries: Mapping[str, Any] | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+):
+    """`runtime.data.batches.BatchFunction` of the run (its `batch_at(step)` is the BatchSource)."""
+    from runtime.data import batches, corpora, shards, tokenizer  # noqa: PLC0415 (heavy: tfds, tokenizers)
+    from runtime.data.builtin_corpora import builtin_names  # noqa: PLC0415
+
+    root = Path(data_root) if data_root is not None else default_data_root()
+    unsupported = [f"{name} ({src.uri})" for name, src in sorted(spec.data.sources.items())
+                   if not src.uri.startswith(BUILTIN)]
+    if unsupported:
+        raise BadInput("the runtime reads built-in sources only (builtin://...); not yet: " + ", ".join(unsupported))
+    if spec.data.tokenizer != f"{BUILTIN}bpe":
+        raise BadInput(f"the runtime knows only the built-in tokenizer builtin://bpe, not {spec.data.tokenizer}")
+    locked_sources = (lock_entries or {}).get("sources", {})
+    try:
+        manifests = {name: corpora.prepare_corpus(name, root) for name in builtin_names()}
+        artifact = tokenizer.train_tokenizer(list(manifests.values()), spec.model.vocab_size, root)
+        _check_digest("tokenizer", artifact.digest, (lock_entries or {}).get("tokenizer"))
+        sources = []
+        for name, src in sorted(spec.data.sources.items()):
+            corpus = src.uri[len(BUILTIN):]
+            if corpus not in manifests:
+                raise BadInput(f"source {name}: unknown built-in corpus {src.uri}; known: "
+                               + ", ".join(BUILTIN + n for n in sorted(manifests)))
+            _check_digest(f"source {name} ({src.uri})", manifests[corpus].digest, locked_sources.get(name))
+            shard = shards.build_shard(manifests[corpus], artifact, root)
+            sources.append(batches.MixtureSource(name, shard, int(src.tokens), int(src.max_repeats)))
+        return batches.make_batch_function(
+            sources, spec.batch.sequence_length, spec.batch.sequences, spec.total_steps, spec.data.seed,
+            process_index=process_index, process_count=process_count,
+            document_masking=spec.data.document_masking,
+        )
+    except BadInput:
+        raise
+    except (ValueError, OSError, RuntimeError) as e:  # data plan, missing package, integrity, tokenizer errors
+        raise BadInput(f"data for run {spec.name} under {root}: {type(e).__name__}: {e}") from None
+
+
+def _check_digest(what: str, actual: str, entry: Mapping[str, Any] | None) -> None:
+    if entry is None:
+        return  # no lock in the run directory: the hash was computed by whoever wrote spec.json
+    locked = (entry.get("locked") or {}).get("digest")
+    if locked is None:
+        raise BadInput(f"{what} is unresolved in the run's lock ({entry.get('unresolved')}); run `runix lock` first")
+    if locked != actual:
+        raise BadInput(f"{what}: the prepared data has digest {actual}, but the run's lock says {locked}; "
+                       "the data drifted since `runix lock` (relock, or prepare the locked data)")
