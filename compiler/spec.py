@@ -79,7 +79,7 @@ Seed = Annotated[int, Field(ge=0, lt=2**32, description="A seed; every source of
 class Frozen(BaseModel):
     """Base of every spec model: immutable, unknown keys rejected, no NaN/inf."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, use_enum_values=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, use_enum_values=True, validate_default=True)
 
 
 # --------------------------------------------------------------------------- model
@@ -296,7 +296,7 @@ class KernelsSpec(Frozen):
         "auto", description="Attention implementation; auto picks the best for the mesh's accelerator before hashing.",
     )
     cross_entropy: Literal["chunked", "reference"] = Field("chunked", description="chunked never materializes [tokens × vocab] logits.")
-    cross_entropy_chunk: int = Field(4096, ge=1, le=1 << 20, description="Tokens per chunk of the chunked loss.")
+    cross_entropy_chunk: int = Field(1024, ge=1, le=1 << 20, description="Tokens per chunk of the chunked loss (its scratch is chunk × vocab floats: keep it small for large vocabularies).")
 
 
 class CheckpointSpec(Frozen):

@@ -11,8 +11,8 @@ from tests.conftest import REPO
 GOLDEN_FIXTURE = REPO / "tests" / "fixtures" / "golden.yaml"
 # Hashes of the fixture's runs without a lockfile (the lock adds its inputs on top).
 GOLDEN = {
-    "golden-parent": "715ab5bf944a7389b2e752502c9f6e67628f18082fd0d8e9beef63ec9ffa747e",
-    "golden-child": "ccd7c17fcf5c020436dda4d96713e9d5a34d4ded3c932717587645cc49418e04",
+    "golden-parent": "d8e7ea13f0ae949cffe744ad6d07be5666a06a95728b64509cf32492d4a08b05",
+    "golden-child": "f588238d3d75db4933eda8aa850998fafba0e1c191633529130b9717443da4e4",
 }
 
 
