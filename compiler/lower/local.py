@@ -66,9 +66,10 @@ def configure_xmanager(db_dir: pathlib.Path) -> None:
         flags.FLAGS.xm_db_yaml_config_path = str(config)
 
 
-def build_command(store_url: str, run_hash: str) -> list[str]:
+def build_command(store_url: str, run_hash: str, data_root: str | None = None) -> list[str]:
     """Arguments of the build job (after the Python interpreter)."""
-    return ["-m", "runtime.build", "--store", store_url, "--hash", run_hash]
+    command = ["-m", "runtime.build", "--store", store_url, "--hash", run_hash]
+    return command + ["--data-root", data_root] if data_root else command
 
 
 async def run_experiment(
@@ -78,6 +79,7 @@ async def run_experiment(
     parallel: int,
     on_event: Callable[[str, LaunchItem, str], None],
     outcome: LaunchOutcome,
+    data_root: str | None = None,
 ) -> None:
     """Add one work unit per item, parents first, at most `parallel` at a time; fill `outcome`."""
     from xmanager import xm, xm_local
@@ -103,7 +105,7 @@ async def run_experiment(
                     return
                 async with slots:
                     on_event("start", item, "")
-                    job = xm.Job(executable, executor=xm_local.Local(), args=build_command(store_url, item.hash))
+                    job = xm.Job(executable, executor=xm_local.Local(), args=build_command(store_url, item.hash, data_root))
                     unit = await experiment.add(job, identity=item.hash)
                     try:
                         await unit.wait_until_complete()
@@ -127,12 +129,13 @@ def launch(
     title: str,
     parallel: int,
     on_event: Callable[[str, LaunchItem, str], None],
+    data_root: str | None = None,
 ) -> LaunchOutcome:
     """Run the experiment to completion; failures are in the outcome, not raised."""
     configure_xmanager(db_dir)
     outcome = LaunchOutcome()
     try:
-        asyncio.run(run_experiment(items, store_url, title, parallel, on_event, outcome))
+        asyncio.run(run_experiment(items, store_url, title, parallel, on_event, outcome, data_root))
     except Exception:
         # xm_local re-raises a failed unit's error when the experiment context
         # exits; such failures are already recorded in the outcome.
