@@ -32,7 +32,7 @@ def train_step(
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": learning_rate(state.step)}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": learning_rate(state.step)}
     return TrainState(state.step + 1, params, opt_state, state.rng), metrics
 
 

@@ -1,0 +1,62 @@
+"""runtime.numerics: pinned environment and facts, computed without importing jax."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from compiler.spec import MeshSpec
+from runtime import numerics
+
+from tests.runtime.runs import REPO
+
+
+def test_numerics_never_imports_jax():
+    code = ("import sys, json; from runtime import numerics; from compiler.spec import MeshSpec; "
+            "facts = numerics.numerics_facts(MeshSpec(chips=4, axes={'data': 4}), 2); "
+            "print(json.dumps({'jax': 'jax' in sys.modules, 'facts': facts}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(out.stdout)
+    assert result["jax"] is False
+    assert result["facts"]["bits"]["cpu_thread_pool"] == 4
+
+
+def test_pinned_environment_on_cpu():
+    mesh = MeshSpec(chips=4, axes={"data": 2, "fsdp": 2})
+    one, two = numerics.pinned_environment(mesh, 1), numerics.pinned_environment(mesh, 2)
+    assert "--xla_force_host_platform_device_count=4" in one["XLA_FLAGS"]
+    assert "--xla_force_host_platform_device_count=2" in two["XLA_FLAGS"]
+    assert "--xla_cpu_max_isa=AVX2" in one["XLA_FLAGS"] and "--xla_cpu_enable_fast_math=false" in one["XLA_FLAGS"]
+    # Same thread pool whatever the split over processes (it is a function of the spec).
+    assert one["PJRT_NPROC"] == two["PJRT_NPROC"] == str(max(numerics.MIN_CPU_THREADS, 4))
+    assert one["JAX_THREEFRY_PARTITIONABLE"] == "1" and one["JAX_DEFAULT_PRNG_IMPL"] == "threefry2x32"
+
+
+def test_bits_do_not_depend_on_the_process_split():
+    mesh = MeshSpec(chips=4, axes={"data": 4})
+    assert numerics.numerics_facts(mesh, 1)["bits"] == numerics.numerics_facts(mesh, 2)["bits"]
+
+
+def test_accelerators_get_no_cpu_flags():
+    env = numerics.pinned_environment(MeshSpec(accelerator="tpu-v5e", chips=8, axes={"fsdp": 8}))
+    assert env["XLA_FLAGS"] == "" and "PJRT_NPROC" not in env
+
+
+def test_cpu_features_and_effective_isa(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f\n\n"
+                       "processor\t: 1\nmodel name\t: Test CPU\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f\n")
+    features = numerics.cpu_features(str(cpuinfo))
+    assert features == {"model": "Test CPU", "isa": ["avx", "avx2", "avx512f", "fma", "sse4_2"]}
+    assert numerics.effective_isa(features["isa"]) == "AVX2"  # capped at the ceiling
+    assert numerics.effective_isa(["sse4_2", "avx"]) == "AVX"  # an older host: recorded, so it hashes apart
+    assert numerics.cpu_features(str(tmp_path / "missing")) == {"model": "", "isa": []}
+
+
+def test_environment_drift_names_what_is_not_pinned():
+    mesh = MeshSpec()
+    pinned = numerics.pinned_environment(mesh)
+    assert numerics.environment_drift(mesh, environ=pinned) == {}
+    drift = numerics.environment_drift(mesh, environ={**pinned, "PJRT_NPROC": "64"})
+    assert drift == {"PJRT_NPROC": ("64", pinned["PJRT_NPROC"])}
