@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
+# The Debian packages two built-in corpora are made from (markup, code-adjacent);
+# skipped when already unpacked under .runix/data/debian.
+bash scripts/install_corpora.sh .runix/data
+
 stamp=".venv/.runix-installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then exit 0; fi
 echo "runix: installing the pinned toolchain into .venv (first time: about 1-2 minutes)…"
