@@ -27,7 +27,7 @@ p { margin: 4px 0; }
 code, .hash { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12.5px; }
 nav { margin: 14px 0 0; padding: 10px 14px; background: #fff; border: 1px solid #d0d7de; border-radius: 6px; }
 nav ol { margin: 4px 0 0; padding-left: 22px; }
-nav ol ol { list-style: lower-alpha; }
+nav ol ol { list-style: lower-alpha; columns: 2; column-gap: 32px; }
 a { color: #0b57d0; text-decoration: none; }
 a:hover { text-decoration: underline; }
 .summary { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0 0; padding: 0; list-style: none; }

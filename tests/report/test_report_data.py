@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import fsspec
 import pytest
@@ -130,3 +131,23 @@ def test_replay_records(tmp_path):
     assert str(replay_status(REPLAYS["tiny-code"])) == "identical steps 0:60"
     assert str(replay_status([{"status": "identical"}])) == "identical"
     assert str(replay_status([{"status": "diverged"}])) == "diverged: digest differs"
+
+
+def test_a_remote_store_reads_the_same(tiny_project, tmp_path):
+    """fsspec's memory filesystem stands in for gs:// and friends, as in the store's own tests."""
+    import uuid
+
+    from compiler.lock import load_locked_spec_set
+    from compiler.report import collect
+    from compiler.store import Store
+
+    locked = load_locked_spec_set([tiny_project.root / "specs" / "tiny"])
+    store = Store(f"memory://report-{uuid.uuid4().hex}/store", staging=tmp_path / "staging")
+    run = locked.spec_set.by_name()["tiny-code"]
+    build = store.begin_build(run, locked.lock.entries_for(run))
+    local = pathlib.Path(tiny_project.store.entry(run.hash))
+    for name in ("metrics.jsonl", "digest.json"):
+        (build.path / name).write_bytes((local / name).read_bytes())
+    build.finish()
+    row = collect(locked.spec_set, store, spec_set_name="tiny").row("tiny-code")
+    assert row.built and row.metrics.final_loss == loss_at("tiny-code", 59) and row.metrics.problems == ()
