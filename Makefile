@@ -13,6 +13,7 @@ demo: setup
 	@bash scripts/demo.sh
 
 test: setup
+	@bash scripts/install_test_tools.sh
 	$(PYTEST) tests
 
 test-slow: setup

@@ -19,7 +19,7 @@ from compiler.specset import compile_documents, read_documents
 from tests.conftest import REPO
 
 TINY = REPO / "specs" / "tiny"
-GOLDEN_TINY_CODE = "61a6c3a9f222a74d3d6430a5e47357cf0e13dad67eaa46e162e65e51c9f161d5"
+GOLDEN_TINY_CODE = "e9998f602ac5f9a9da352089c49080bbadba215914a1099b5c3ff28d3cb1609e"
 
 FIXED_ENV = {
     "runtime": {"python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8",
