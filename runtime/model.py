@@ -37,6 +37,7 @@ from kernels import attention as attention_kernels
 from kernels import cross_entropy, cross_entropy_reference
 
 AXES = "axes"  # metadata key of each Param's logical axis names
+INIT = "init"  # metadata key of how a Param starts: "weight" (the spec's initializer) or "ones"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +98,17 @@ def model_config(
     )
 
 
-def _initializer(config: ModelConfig) -> Callable:
-    if config.initializer == "normal":
-        return jax.nn.initializers.normal(config.init_std)
-    return jax.nn.initializers.truncated_normal(config.init_std)
+def weight_initializer(initializer: str, std: float) -> Callable:
+    """The spec's weight initializer (init.initializer, model.init_std) as a jax initializer (key, shape, dtype)."""
+    if initializer == "normal":
+        return jax.nn.initializers.normal(std)
+    return jax.nn.initializers.truncated_normal(std)
 
 
 def _param(config: ModelConfig, rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...]) -> nnx.Param:
     """A weight drawn from the spec's initializer, tagged with its logical axes."""
-    value = _initializer(config)(rngs.params(), shape, config.param_dtype)
-    return nnx.Param(value, **{AXES: axes})
+    value = weight_initializer(config.initializer, config.init_std)(rngs.params(), shape, config.param_dtype)
+    return nnx.Param(value, **{AXES: axes, INIT: "weight"})
 
 
 class RMSNorm(nnx.Module):
@@ -115,7 +117,7 @@ class RMSNorm(nnx.Module):
     def __init__(self, config: ModelConfig):
         self.eps = config.norm_eps
         self.compute_dtype = config.compute_dtype
-        self.scale = nnx.Param(jnp.ones((config.d_model,), config.param_dtype), **{AXES: ("norm",)})
+        self.scale = nnx.Param(jnp.ones((config.d_model,), config.param_dtype), **{AXES: ("norm",), INIT: "ones"})
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         x32_BxLxD = x_BxLxD.astype(jnp.float32)

@@ -12,6 +12,8 @@ so a stochastic addition would replay and resume bit-exactly too.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import zlib
 from typing import Any, NamedTuple
 
 import jax
@@ -39,6 +41,7 @@ class ModelParts:
     graphdef: Any
     abstract_params: Any  # pure dict of jax.ShapeDtypeStruct
     logical_axes: Any  # pure dict of tuples of logical axis names
+    init_kinds: Any  # pure dict of "weight" | "ones"
 
 
 def model_parts(config: model_lib.ModelConfig) -> ModelParts:
@@ -46,9 +49,10 @@ def model_parts(config: model_lib.ModelConfig) -> ModelParts:
     abstract_model = nnx.eval_shape(lambda: model_lib.Transformer(config, nnx.Rngs(params=0)))
     graphdef, state = nnx.split(abstract_model, nnx.Param)
     abstract_params = nnx.to_pure_dict(state)
-    flat_axes = {path: variable.get_metadata()[model_lib.AXES] for path, variable in nnx.to_flat_state(state)}
-    logical_axes = _unflatten(flat_axes)
-    return ModelParts(config, graphdef, abstract_params, logical_axes)
+    flat = list(nnx.to_flat_state(state))
+    logical_axes = _unflatten({path: variable.get_metadata()[model_lib.AXES] for path, variable in flat})
+    init_kinds = _unflatten({path: variable.get_metadata()[model_lib.INIT] for path, variable in flat})
+    return ModelParts(config, graphdef, abstract_params, logical_axes, init_kinds)
 
 
 def _unflatten(flat: dict[tuple, Any]) -> dict:
