@@ -14,6 +14,16 @@ Per run: parameters and training FLOPs (compiler.flops), peak memory per chip
 A run whose hash is in `built` is skipped on launch, as Nix skips a built
 derivation: its status is "built" and it adds nothing to the totals.
 
+With the spec set's lock (compiler.lock.Lock), each run also carries its
+unresolved inputs (`Lock.unresolved_inputs`: sources or a tokenizer that
+cannot be read here, e.g. the real-scale recipes' hf:// data). Such a run is
+still planned and priced — its price depends on its token budget, not on the
+data — but `runix launch` refuses it until `runix lock` resolves them. Data
+sizes come from the lock where it counted them (`Lock.token_count`) and from
+`declared_tokens` otherwise (compiler.validate checks those): a source whose
+budget needs more passes over its counted tokens than `max_repeats` allows is
+refused here, as the declared case is by validate, before anything launches.
+
 A run that cannot fit in its chips' memory, or whose mesh cannot split its
 model, is bad input: `plan` raises SpecError naming the run and the numbers.
 (A batch that does not split over data × fsdp is already refused by
@@ -24,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compiler.flops import FlopCount, ParameterCount, parameter_count, training_flops
 from compiler.hardware import HardwareProfile, profile
@@ -32,10 +42,22 @@ from compiler.memory import MemoryEstimate, memory_per_chip, value
 from compiler.problems import Problem, SpecError
 from compiler.specset import CompiledRun, SpecSet
 
+if TYPE_CHECKING:
+    from compiler.lock import Lock
+
 PLAN_FORMAT = 1
 """Version of the JSON layout of `Plan.to_json` (compiler/PLAN_JSON.md); bumped on any breaking change."""
 
 STATUS_TO_BUILD, STATUS_BUILT = "to build", "built"
+
+
+@dataclasses.dataclass(frozen=True)
+class UnresolvedInput:
+    """An input of a run that its lock could not resolve here (compiler.lock.Lock.unresolved_inputs)."""
+
+    what: str  # "source <name>" or "tokenizer"
+    uri: str  # the source URI, or the tokenizer's lock key
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +69,12 @@ class RunPlan:
     params: ParameterCount
     flops: FlopCount
     memory: MemoryEstimate
+    unresolved: tuple[UnresolvedInput, ...] = ()  # empty: every input is locked (or no lock was given)
+
+    @property
+    def can_launch_here(self) -> bool:
+        """Every input resolved to content here (launch refuses the run otherwise)."""
+        return not self.unresolved
 
     @property
     def status(self) -> str:
@@ -74,6 +102,7 @@ class Totals:
     chip_hours: float
     wall_hours: float  # the runs one after another
     critical_path_hours: float  # the longest parent → child chain, if every independent run had its own chips
+    unresolved: int = 0  # runs to build with an input unresolved here: priced, but launch refuses them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +129,7 @@ class Plan:
             chip_hours=sum(r.chip_hours for r in pending),
             wall_hours=sum(r.wall_hours for r in pending),
             critical_path_hours=max(finish.values(), default=0.0),
+            unresolved=sum(1 for r in pending if r.unresolved),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -167,14 +197,18 @@ def _run_json(r: RunPlan) -> dict[str, Any]:
         "mfu": r.mfu,
         "chip_hours": r.chip_hours,
         "wall_hours": r.wall_hours,
+        "unresolved_inputs": [{"input": u.what, "uri": u.uri, "reason": u.reason} for u in r.unresolved],
     }
 
 
-def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | None = None) -> Plan:
+def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | None = None,
+         lock: Lock | None = None) -> Plan:
     """Price every run of `spec_set`; raise SpecError with every run that cannot run on its mesh.
 
-    `built` holds the hashes already in the store (none before a store exists);
-    `mfu` overrides every profile's default_mfu.
+    `built` holds the hashes already in the store (`Store.built_hashes`);
+    `mfu` overrides every profile's default_mfu; `lock` is the spec set's lock
+    (the runs' unresolved inputs, and the token counts that check each
+    source's budget against its `max_repeats`).
     """
     if mfu is not None and not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
@@ -185,12 +219,16 @@ def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | N
         spec = run.spec
         hardware = profile(spec.mesh.accelerator)
         memory = memory_per_chip(spec, hardware.memory_per_chip(spec.mesh.chips))
+        unresolved = () if lock is None else tuple(UnresolvedInput(*entry) for entry in lock.unresolved_inputs(spec))
         runs.append(RunPlan(
             run=run, built=run.hash in built, hardware=hardware,
             mfu=hardware.default_mfu if mfu is None else mfu,
             params=parameter_count(spec.model), flops=training_flops(spec), memory=memory,
+            unresolved=unresolved,
         ))
         problems.extend(_mesh_problems(run))
+        if lock is not None and run.hash not in built:
+            problems.extend(_repeat_problems(run, lock))
         if not memory.fits:
             problems.append(Problem(run.location, f"runs[{run.name}].mesh", _fit_message(run, memory)))
     if problems:
@@ -212,6 +250,28 @@ def _mesh_problems(run: CompiledRun) -> list[Problem]:
     if kv % tensor and tensor % kv:
         problems.append(Problem(run.location, where, f"run {run.name!r}: tensor ({tensor} ways) neither divides "
                                                      f"model.n_kv_heads ({kv}) nor is a multiple of it"))
+    return problems
+
+
+def _repeat_problems(run: CompiledRun, lock: Lock) -> list[Problem]:
+    """Budgets that need more passes over a source's counted tokens than its max_repeats.
+
+    compiler.validate checks the same against `declared_tokens`; here the
+    lock's count of the actual data (under the run's tokenizer) is used when
+    there is one.
+    """
+    problems = []
+    for name, src in sorted(run.spec.data.sources.items()):
+        count = lock.token_count(src.uri, run.spec)
+        if count is None or not src.tokens or src.tokens <= count * src.max_repeats:
+            continue
+        needed = -(-src.tokens // count)
+        problems.append(Problem(
+            run.location, f"runs[{run.name}].data.sources.{name}.max_repeats",
+            f"run {run.name!r}: budget {src.tokens} tokens of source {name} needs {needed} passes over the "
+            f"{count} tokens the lock counted in {src.uri}, but max_repeats is {src.max_repeats}; raise "
+            f"max_repeats, lower the budget, or add data",
+        ))
     return problems
 
 

@@ -1,11 +1,26 @@
-"""`runix compile PATH... [--dry-run] [--json] [--mfu X]`: the plan and its price, before anything runs.
+"""`runix compile PATH... [--dry-run] [--json] [--lockfile F] [--store URL] [--mfu X]`: the plan and its price.
 
 One row per run, parents before children: hash, name, parent, tokens, steps,
 parameters (with and without embeddings), training FLOPs, peak memory per chip
-against the chip's, MFU, chip-hours, wall-clock hours on the run's mesh, and
-status (built runs cost nothing); totals at the bottom; then the hardware
-profiles and the formulas used. `--json` prints the same plan as JSON
-(compiler/PLAN_JSON.md). A run that cannot fit on its mesh is an error (exit 2).
+against the chip's, MFU, chip-hours, wall-clock hours on the run's mesh, the
+numbers of the run's unresolved inputs (a column shown when any run has one)
+and status (built runs cost nothing); totals at the bottom; then the numbered
+unresolved inputs, the lockfile and store used, the hardware profiles and the
+formulas.
+`--json` prints the same plan as JSON (compiler/PLAN_JSON.md). A run that
+cannot fit on its mesh is an error (exit 2).
+
+The hashes are `runix hash`'s: the spec set is read with its lockfile
+(compiler.lock.load_locked_spec_set), so a missing or stale lock is an error
+(exit 2) that says how to relock. A run whose inputs cannot be resolved here
+(the real-scale recipes' hf:// data) is still planned and priced — the price
+depends on its token budget, and its data sizes are its `declared_tokens` —
+and is marked, since `runix launch` refuses it.
+
+Status comes from the store (`--store URL`, default `<project>/.runix/store`):
+a run whose hash is built there is "built" and costs nothing. The store is
+only listed; a default store folder that does not exist means nothing is
+built, and is not created.
 
 compile writes nothing: storing the plan belongs to the store, and `--dry-run`
 is the contract that it never will.
@@ -14,9 +29,11 @@ is the contract that it never will.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import pathlib
 
-from compiler.specset import SpecSet, load_spec_set
+from compiler.lock import LockedSpecSet, load_locked_spec_set, project_root
 
 
 def register(subparsers) -> None:
@@ -26,6 +43,10 @@ def register(subparsers) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders")
     parser.add_argument("--dry-run", action="store_true", help="plan and price only; write nothing")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON (keys: compiler/PLAN_JSON.md)")
+    parser.add_argument("--lockfile", metavar="FILE",
+                        help="lockfile of the spec set (default: <project>/lockfiles/<name>.lock.json)")
+    parser.add_argument("--store", metavar="URL",
+                        help="store whose built runs cost nothing (fsspec URL; default: <project>/.runix/store)")
     parser.add_argument("--mfu", type=_mfu, metavar="X",
                         help="model-FLOPs utilization to assume for every run, in (0, 1] (default: per accelerator)")
     parser.set_defaults(func=run)
@@ -41,70 +62,154 @@ def _mfu(text: str) -> float:
     return value
 
 
-def load_inputs(args) -> tuple[SpecSet, frozenset[str]]:
-    """Everything compile reads, in one place: the spec set and the hashes already built.
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """Everything compile reads: the spec set with its lock, and the hashes already built."""
 
-    The lock check (refuse a missing or stale lockfile, price unresolvable
-    sources from declared_tokens) slots in here, as do the built hashes once a
-    store exists; until then nothing is built.
+    locked: LockedSpecSet
+    built: frozenset[str]
+    store_url: str
+    store_found: bool  # False: the default store folder does not exist (nothing is built)
+
+
+def load_inputs(args) -> Inputs:
+    """Read the spec set through its lock (SpecError, exit 2, if missing or stale), then list the store.
+
+    Only reads: the lock module never writes, and the store is only listed. The
+    default store is not even opened when its folder does not exist, so a dry
+    run on a fresh checkout creates nothing (and needs no fsspec).
     """
-    return load_spec_set(args.paths), frozenset()
+    locked = load_locked_spec_set(args.paths, args.lockfile)
+    if args.store is not None:
+        return Inputs(locked, _built_hashes(args.store), args.store, True)
+    from compiler.store import default_store_url
+
+    url = default_store_url(project_root(args.paths[0]))
+    if not pathlib.Path(url).is_dir():
+        return Inputs(locked, frozenset(), url, False)
+    return Inputs(locked, _built_hashes(url), url, True)
+
+
+def _input_key(u) -> tuple[str, str]:
+    """("source" or "tokenizer", URI): one input, whichever name a run gives the source."""
+    return u.what.split()[0], u.uri
+
+
+def _shown_path(path: pathlib.Path) -> str:
+    """A path relative to the working folder when it is under it (lockfiles/tiny.lock.json)."""
+    try:
+        return str(path.resolve().relative_to(pathlib.Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _built_hashes(url: str) -> frozenset[str]:
+    from compiler.problems import Location, Problem, SpecError
+    from compiler.store import Store
+
+    try:
+        return frozenset(Store(url).built_hashes())
+    except (ImportError, ValueError, OSError) as err:
+        raise SpecError([Problem(Location(url), "--store", f"cannot list the store: {err}")]) from None
 
 
 def run(args, console) -> int:
     from compiler.plan import plan
 
-    spec_set, built = load_inputs(args)
-    result = plan(spec_set, built, mfu=args.mfu)
+    inputs = load_inputs(args)
+    result = plan(inputs.locked.spec_set, inputs.built, mfu=args.mfu, lock=inputs.locked.lock)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
-        _render(result, console, dry_run=args.dry_run)
+        _render(result, console, inputs, dry_run=args.dry_run)
     return 0
 
 
-def _render(result, console, *, dry_run: bool) -> None:
+def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     from rich.cells import cell_len
     from rich.table import Table
     from rich.text import Text
 
     from compiler.plan import format_bytes, format_capacity, format_count, format_flops, format_hours, value
 
-    headers = ("hash", "run", "parent", "tokens", "steps", "params", "non-emb", "FLOPs", "mem/chip",
-               "MFU", "chip-h", "wall-h", "chips", "status")
+    # Unresolved inputs are numbered in order of first use; a run's cell lists its numbers.
+    numbers: dict[tuple[str, str], int] = {}
+    for r in result.runs:
+        for u in r.unresolved:
+            numbers.setdefault(_input_key(u), len(numbers) + 1)
+    headers = ["hash", "run", "parent", "tokens", "steps", "params", "non-emb", "FLOPs", "mem/chip",
+               "MFU", "chip-h", "wall-h", "chips", "unresolved", "status"]
+    if not numbers:  # every input of every run is locked: no column for it
+        headers.remove("unresolved")
     rows = []
     for r in result.runs:
         spec = r.run.spec
-        rows.append((
+        row = [
             r.run.short_hash, r.run.name, r.run.parent_name or (r.run.parent_hash or "")[:12] or "-",
             format_count(spec.total_tokens), f"{spec.total_steps:,}",
             format_count(r.params.total), format_count(r.params.non_embedding), format_flops(r.flops.total),
             f"{format_bytes(r.memory.total)} {r.memory.fraction:4.0%}", f"{r.mfu:.2f}",
             format_hours(r.chip_hours), format_hours(r.wall_hours), f"{spec.mesh.chips} {value(spec.mesh.accelerator)}",
+            " ".join(map(str, sorted(numbers[_input_key(u)] for u in r.unresolved))) or "-",
             r.status,
-        ))
+        ]
+        if not numbers:
+            del row[-2]
+        rows.append(row)
     totals = result.totals()
-    total_row = (
+    total_row = [
         "", f"total: {totals.to_build} to build", "", format_count(totals.tokens), "", "", "",
         format_flops(totals.flops), "", "", format_hours(totals.chip_hours), format_hours(totals.wall_hours),
-        "", f"{totals.built} built",
-    )
+        "", f"{totals.unresolved} runs", f"{totals.built} built",
+    ]
+    if not numbers:
+        del total_row[-2]
     # One table row holds every run, each column one multi-line Text (rows never wrap, so lines stay
-    # aligned), with widths computed here: rich then lays out 14 cells instead of 14 per run, which
+    # aligned), with widths computed here: rich then lays out 15 cells instead of 15 per run, which
     # keeps a 64-run plan far cheaper than importing jax.
     widths = [max(cell_len(row[i]) for row in (headers, *rows, total_row)) for i in range(len(headers))]
     if not console.is_terminal:  # a log or a pipe: one row per line, whatever the width
         console.width = max(console.width, sum(widths) + 3 * len(widths) + 1)
     table = Table(title=f"plan: {len(result.runs)} runs, parents before children", title_justify="left")
     for header, width in zip(headers, widths):
-        table.add_column(header, justify="left" if header in ("hash", "run", "parent", "status") else "right",
-                         no_wrap=True, width=width)
-    columns = [Text("\n".join(row[i] for row in rows)) for i in range(len(headers) - 1)]
-    status = Text("\n").join(Text(row[-1], style="green" if r.built else "") for r, row in zip(result.runs, rows))
-    table.add_row(*columns, status)
+        left = header in ("hash", "run", "parent", "unresolved", "status")
+        table.add_column(header, justify="left" if left else "right", no_wrap=True, width=width)
+    styled = {"status": lambda r: "green" if r.built else "",
+              "unresolved": lambda r: "yellow" if r.unresolved and not r.built else ""}
+    columns = []
+    for i, header in enumerate(headers):
+        if header in styled:
+            columns.append(Text("\n").join(Text(row[i], style=styled[header](r)) for r, row in zip(result.runs, rows)))
+        else:
+            columns.append(Text("\n".join(row[i] for row in rows)))
+    table.add_row(*columns)
     table.add_section()
     table.add_row(*map(Text, total_row))
     console.print(table)
+    notes = []
+    if numbers:
+        users = {key: 0 for key in numbers}
+        reasons = {}
+        for r in result.runs:
+            for u in r.unresolved:
+                users[_input_key(u)] += 1
+                reasons[_input_key(u)] = u.reason
+        notes.append(
+            f"unresolved: {totals.unresolved} runs to build read inputs that are not resolved here (numbered below). "
+            f"They are priced all the same (the price depends on the token budget; data sizes, where declared, are "
+            f"the sources' declared_tokens), but `runix launch` refuses them until `runix lock` resolves every input "
+            f"on a machine that can read it:"
+        )
+        for (kind, uri), number in numbers.items():
+            notes.append(f"  {number}  {kind} {uri}: {reasons[kind, uri]}; read by {users[kind, uri]} "
+                         f"run{'s' if users[kind, uri] != 1 else ''}")
+    else:
+        notes.append("inputs: every input of every run is locked to its content.")
+    lockfiles = ", ".join(_shown_path(path) for path in (inputs.locked.lockfiles or (inputs.locked.lockfile,)))
+    store = f"{inputs.store_url} ({totals.built} of these runs built)" if inputs.store_found else \
+        f"{inputs.store_url} (no such folder: nothing is built)"
+    notes.append(f"lock: {lockfiles}; store: {store}.")
+    console.print(Text("\n".join(notes)), soft_wrap=True)
     lines = [
         f"mem/chip: estimated peak per chip and its share of the chip's memory; chip-h and wall-h count runs to "
         f"build only in the total; critical path (chains in order, independent runs side by side): "

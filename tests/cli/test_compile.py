@@ -14,6 +14,7 @@ import pytest
 
 from tests.compiler.test_plan import big_run
 from tests.conftest import MINIMAL_RUN, REPO, run_cli
+from tests.lockfixture import TINY_LOCK, lock, lock_like, with_file_inputs, write_data
 
 PLAN_JSON_DOC = REPO / "compiler" / "PLAN_JSON.md"
 
@@ -22,7 +23,7 @@ HARDWARE_KEYS = ["peak_flops_per_chip", "memory_bytes_per_chip", "memory_shared_
                  "default_mfu", "source"]
 RUN_KEYS = ["name", "hash", "short_hash", "parent_name", "parent_hash", "status", "location", "accelerator", "chips",
             "mesh", "steps", "tokens", "sequences_per_step", "sequence_length", "parameters", "flops",
-            "memory_per_chip", "mfu", "chip_hours", "wall_hours"]
+            "memory_per_chip", "mfu", "chip_hours", "wall_hours", "unresolved_inputs"]
 NESTED_KEYS = {
     "mesh": ["data", "fsdp", "tensor"],
     "parameters": ["total", "non_embedding", "embedding", "output"],
@@ -30,7 +31,8 @@ NESTED_KEYS = {
     "memory_per_chip": ["params", "grads", "optimizer", "activations", "loss", "gather", "total", "capacity",
                         "fraction", "remat", "cross_entropy", "attention"],
 }
-TOTALS_KEYS = ["runs", "to_build", "built", "tokens", "flops", "chip_hours", "wall_hours", "critical_path_hours"]
+TOTALS_KEYS = ["runs", "to_build", "built", "tokens", "flops", "chip_hours", "wall_hours", "critical_path_hours",
+               "unresolved"]
 
 
 def test_dry_run_table_of_the_tiny_specs():
@@ -46,6 +48,44 @@ def test_dry_run_table_of_the_tiny_specs():
     assert "total: 6 to build" in out
     assert "MFU assumed" in out and "cpu: 0.05 TFLOP/s peak per chip, 24 GiB per host" in out and "Source:" in out
     assert "nothing was written" in out
+    assert "every input of every run is locked" in out and "unresolved" not in out
+    assert "lock: lockfiles/tiny.lock.json; store: " in out
+
+
+def test_hashes_are_runix_hash_s():
+    hashes = run_cli("hash", "specs/tiny")
+    assert hashes.returncode == 0, hashes.stderr
+    expected = dict(reversed(line.split("  ")) for line in hashes.stdout.splitlines())
+    result = run_cli("compile", "specs/tiny", "--json")
+    assert result.returncode == 0, result.stderr
+    assert {run["name"]: run["hash"] for run in json.loads(result.stdout)["runs"]} == expected
+    table = run_cli("compile", "specs/tiny", "--dry-run").stdout
+    for name, run_hash in expected.items():
+        assert re.search(rf"{run_hash[:12]} │ {name} ", table), name
+
+
+def test_a_missing_or_stale_lock_exits_2_and_says_how_to_relock(tmp_path):
+    specs = tmp_path / "specs"
+    shutil.copytree(REPO / "specs" / "tiny", specs)
+    (tmp_path / "pyproject.toml").write_text("")  # a project without lockfiles
+    for flags in (["--dry-run"], ["--json"]):
+        result = run_cli("compile", "specs", *flags, cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == ""
+        assert "no lockfile" in result.stderr and "`runix lock specs`" in result.stderr
+        assert "Traceback" not in result.stderr
+    # --lockfile: a lockfile whose runs match by content (the copy's own lockfile does not exist yet)
+    assert run_cli("compile", "specs", "--dry-run", "--lockfile", TINY_LOCK, cwd=tmp_path).returncode == 0
+    lock_like([specs])
+    assert run_cli("compile", "specs", "--dry-run", cwd=tmp_path).returncode == 0
+    chain = specs / "chain.yaml"
+    chain.write_text(chain.read_text().replace("peak: 3e-3}", "peak: 4e-3}", 1))
+    result = run_cli("compile", "specs", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "stale lock: run tiny-code changed since it was locked" in result.stderr
+    assert "update it with `runix lock specs`" in result.stderr
+    result = run_cli("compile", "specs", "--dry-run", "--lockfile", TINY_LOCK, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "lockfile belongs to another spec set (specs/tiny)" in result.stderr
 
 
 def snapshot(*roots: pathlib.Path) -> dict[str, tuple[int, int]]:
@@ -53,20 +93,107 @@ def snapshot(*roots: pathlib.Path) -> dict[str, tuple[int, int]]:
 
 
 def test_dry_run_writes_nothing(tmp_path):
+    """Not the plan, not a lockfile, not the (default or given) store folder, not a cache."""
     specs, cwd, home, tmp = (tmp_path / name for name in ("specs", "cwd", "home", "tmp"))
     shutil.copytree(REPO / "specs" / "tiny", specs)
+    (tmp_path / "lockfiles").mkdir()  # tmp_path is a project; its lock of the copy is found by content
+    shutil.copy(TINY_LOCK, tmp_path / "lockfiles" / "tiny.lock.json")
     for folder in (cwd, home, tmp):
         folder.mkdir()
     before = snapshot(tmp_path)
-    for flags in (["--dry-run"], ["--dry-run", "--json"], ["--json"]):
+    for flags in (["--dry-run"], ["--dry-run", "--json"], ["--json"], ["--dry-run", "--store", tmp_path / "no-store"]):
         result = run_cli("compile", str(specs), *flags, cwd=cwd,
                          env={"HOME": str(home), "TMPDIR": str(tmp), "XDG_CACHE_HOME": str(home / ".cache")})
         assert result.returncode == 0, result.stderr
     assert snapshot(tmp_path) == before
+    assert f"store: {tmp_path / 'no-store'} (0 of these runs built)" in result.stdout
+    assert not (tmp_path / ".runix").exists() and not (tmp_path / "no-store").exists()
 
 
-def test_a_run_that_does_not_fit_exits_2_naming_it_and_the_numbers(write_spec):
-    result = run_cli("compile", write_spec(big_run()), "--dry-run")
+def build(store_url: str, locked, name: str) -> None:
+    """Put the run `name` of a locked spec set into the store as built (an empty training, same markers)."""
+    from compiler.store import Store
+
+    store = Store(store_url)
+    run = locked.spec_set.by_name()[name]
+    store.begin_build(run, locked.lock.entries_for(run))
+    store.finish_build(run.hash)
+
+
+def test_runs_built_in_the_store_cost_nothing_and_the_store_is_only_read(tmp_path):
+    from compiler.lock import load_locked_spec_set
+
+    project = tmp_path / "project"
+    specs = project / "specs"
+    shutil.copytree(REPO / "specs" / "tiny", specs)
+    lock_like([specs])
+    locked = load_locked_spec_set([specs])
+    store = project / ".runix" / "store"  # the project's default store
+    build(str(store), locked, "tiny-code")
+    before = snapshot(store)
+    full = json.loads(run_cli("compile", "specs", "--json", "--store", tmp_path / "empty", cwd=project).stdout)
+    result = run_cli("compile", "specs", "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    status = {run["name"]: run["status"] for run in data["runs"]}
+    assert status == {**{name: "to build" for name in status}, "tiny-code": "built"}
+    code = next(run for run in data["runs"] if run["name"] == "tiny-code")
+    assert data["totals"]["built"] == 1 and data["totals"]["to_build"] == 5
+    assert data["totals"]["chip_hours"] == pytest.approx(full["totals"]["chip_hours"] - code["chip_hours"])
+    assert full["totals"]["built"] == 0
+    table = run_cli("compile", specs, "--dry-run", "--store", store, cwd=tmp_path).stdout
+    assert re.search(r"tiny-code +│.*│ built +│", table)
+    assert "total: 5 to build" in table and "1 built" in table
+    assert f"store: {store} (1 of these runs built)" in table
+    assert snapshot(store) == before
+
+
+def test_runs_with_unresolved_inputs_are_priced_and_marked(tmp_path):
+    """A run reading only local data can launch here; one also reading a gs:// bucket cannot."""
+    data = write_data(tmp_path / "data")
+    text = with_file_inputs(MINIMAL_RUN, data) + """\
+  - name: with-web
+    extends: base
+    data:
+      sources:
+        code: {share: 0.5}
+        web: {uri: "gs://runix-test-bucket/web", role: text, share: 0.5, declared_tokens: 1B}
+"""
+    path = tmp_path / "specs" / "runs.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    lock([path.parent])
+    result = run_cli("compile", path.parent, "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"│ base +│.*│ - +│ to build │", out)
+    assert re.search(r"│ with-web +│.*│ 1 +│ to build │", out)
+    assert "total: 2 to build" in out and "│ 1 runs " in out
+    assert "unresolved: 1 runs to build read inputs that are not resolved here" in out
+    assert "  1  source gs://runix-test-bucket/web: " in out and "--offline" in out and "read by 1 run\n" in out
+    assert "`runix launch` refuses them" in out
+    data = json.loads(run_cli("compile", path.parent, "--json", cwd=tmp_path).stdout)
+    by_name = {run["name"]: run for run in data["runs"]}
+    assert by_name["base"]["unresolved_inputs"] == []
+    (web,) = by_name["with-web"]["unresolved_inputs"]
+    assert web["input"] == "source web" and web["uri"] == "gs://runix-test-bucket/web" and "--offline" in web["reason"]
+    assert by_name["with-web"]["chip_hours"] > 0 and data["totals"]["unresolved"] == 1
+
+
+def test_the_real_scale_recipe_is_priced_with_its_unresolved_inputs():
+    result = run_cli("compile", "specs/to_code", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "total: 64 to build" in out and "│ 64 runs " in out
+    assert "unresolved: 64 runs to build read inputs that are not resolved here" in out
+    assert re.search(r"  \d+  tokenizer hf://CohereForAI/c4ai-command-r-v01/tokenizer.json: .*; read by 64 runs", out)
+    assert "lock: lockfiles/to_code.lock.json" in out
+
+
+def test_a_run_that_does_not_fit_exits_2_naming_it_and_the_numbers(write_spec, tmp_path):
+    path = write_spec(with_file_inputs(big_run(), write_data(tmp_path / "data")))
+    lock([path])
+    result = run_cli("compile", path, "--dry-run")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "'too-big' needs" in result.stderr

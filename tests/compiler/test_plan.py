@@ -1,18 +1,26 @@
-"""The plan: per-run prices, totals, built runs, and runs that cannot run on their mesh."""
+"""The plan: per-run prices, totals, built runs, unresolved inputs, and runs that cannot run on their mesh."""
 
 from __future__ import annotations
 
 import pytest
 
+from compiler.lock import load_locked_spec_set
 from compiler.plan import plan
 from compiler.problems import SpecError
 from compiler.specset import load_spec_set
 from tests.conftest import MINIMAL_RUN, REPO
+from tests.lockfixture import lock_like
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_spec_set([REPO / "specs" / "tiny"])
+def tiny_locked():
+    return load_locked_spec_set([REPO / "specs" / "tiny"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_locked):
+    """The tiny spec set hashed with its lock, as `runix hash` and `runix compile` hash it."""
+    return tiny_locked.spec_set
 
 
 def test_runs_in_dependency_order_with_prices(tiny):
@@ -57,6 +65,53 @@ def test_mfu_override_scales_the_price(tiny):
     assert halved.totals().chip_hours == pytest.approx(2 * default.totals().chip_hours)
     with pytest.raises(ValueError):
         plan(tiny, mfu=0)
+
+
+def test_the_tiny_runs_have_every_input_locked(tiny_locked):
+    result = plan(tiny_locked.spec_set, lock=tiny_locked.lock)
+    assert all(r.unresolved == () and r.can_launch_here for r in result.runs)
+    assert result.totals().unresolved == 0
+    assert all(r["unresolved_inputs"] == [] for r in result.to_json()["runs"])
+
+
+def test_runs_with_unresolved_inputs_are_priced_and_list_them():
+    to_code = load_locked_spec_set([REPO / "specs" / "to_code"])
+    result = plan(to_code.spec_set, lock=to_code.lock)
+    assert len(result.runs) == 64 and result.totals().unresolved == 64
+    for r in result.runs:
+        assert r.chip_hours > 0 and not r.can_launch_here
+        assert [(u.what, u.uri, u.reason) for u in r.unresolved] == to_code.lock.unresolved_inputs(r.run.spec)
+        assert any(u.what == "tokenizer" for u in r.unresolved)  # the Cohere tokenizer is hf://, not read here
+    first = result.to_json()["runs"][0]
+    assert {"input", "uri", "reason"} == set(first["unresolved_inputs"][0])
+    # the same runs without their lock: same prices, nothing known about inputs
+    bare = plan(to_code.spec_set)
+    assert bare.totals().chip_hours == result.totals().chip_hours and bare.totals().unresolved == 0
+    # a built run is not counted among those that cannot launch
+    built = plan(to_code.spec_set, {to_code.spec_set.runs[0].hash}, lock=to_code.lock)
+    assert built.totals().unresolved == 63
+
+
+def test_a_budget_over_the_locked_token_count_is_an_error(write_spec, tiny_locked):
+    count = tiny_locked.lock.token_count("builtin://code", tiny_locked.spec_set.by_name()["tiny-code"].spec)
+    assert count  # the shipped tiny lock counts the built-in corpora under the tiny tokenizer
+    steps = count // (8 * 128) + 10  # one pass over the code corpus is not enough
+    text = MINIMAL_RUN.replace("steps: 10", f"steps: {steps}")
+    path = write_spec(text)
+    lock_like([path])
+    locked = load_locked_spec_set([path])
+    with pytest.raises(SpecError) as err:
+        plan(locked.spec_set, lock=locked.lock)
+    (problem,) = err.value.problems
+    assert problem.path == "runs[base].data.sources.code.max_repeats"
+    assert f"budget {steps * 1024} tokens of source code needs 2 passes over the {count} tokens" in problem.message
+    assert "max_repeats is 1" in problem.message and problem.location.line > 0
+    plan(locked.spec_set)  # without the lock nothing is counted, so nothing is checked
+    plan(locked.spec_set, {locked.spec_set.runs[0].hash}, lock=locked.lock)  # built: it already ran
+    path.write_text(text.replace("share: 1.0}", "share: 1.0, max_repeats: 2}"))
+    lock_like([path])
+    locked = load_locked_spec_set([path])
+    assert plan(locked.spec_set, lock=locked.lock).totals().runs == 1
 
 
 def big_run(name="too-big", accelerator="tpu-v5e", chips=1, extra=""):

@@ -1,0 +1,73 @@
+"""Lockfiles for spec sets that tests write, made cheaply.
+
+compile, hash and launch refuse a spec set without a fresh lock, so a test
+that edits or writes specs locks them first, in one of two ways:
+
+* `lock_like(paths, shipped)`: the inputs of a shipped lockfile (same URIs,
+  same digests), with the spec set re-recorded for `paths` — exactly what
+  `runix lock` writes when the data has not changed, without re-resolving the
+  built-in corpora (which would prepare them). Refuses runs whose inputs the
+  shipped lock does not hold.
+* `with_file_inputs(text, data)` + `lock(paths)`: point a spec's sources and
+  tokenizer at small local files and lock them for real, offline and without
+  token counts (`runix lock --offline --no-token-counts`: hashing a few files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pathlib
+import re
+from collections.abc import Sequence
+
+from compiler.lock import (
+    Lock, default_lockfile, read_lock, relative_spec_paths, spec_record, spec_set_root, write_lock,
+)
+from compiler.specset import load_spec_set
+from tests.conftest import REPO
+
+TINY_LOCK = REPO / "lockfiles" / "tiny.lock.json"
+
+
+def lock_like(paths: Sequence[str | os.PathLike[str]], shipped: pathlib.Path = TINY_LOCK,
+              lockfile: str | os.PathLike[str] | None = None) -> pathlib.Path:
+    """Write the lock of `paths` from a shipped lockfile's inputs; return its path."""
+    unlocked = load_spec_set(paths)
+    record = spec_record(unlocked, relative_spec_paths(paths, spec_set_root(paths)))
+    data = read_lock(shipped).model_dump(mode="json")
+    data["spec_set"] = record.model_dump(mode="json")
+    lock = Lock.model_validate(data)  # every run's inputs must have an entry in the shipped lock
+    path = pathlib.Path(lockfile) if lockfile is not None else default_lockfile(paths)
+    write_lock(path, lock)
+    return path
+
+
+def write_data(root: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Small local stand-ins for the built-in corpora and a tokenizer file."""
+    data = {}
+    for name in ("code", "markup", "text", "code-adjacent"):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "part-0.txt").write_text(f"{name} document\n")
+        data[name] = folder
+    data["tokenizer"] = root / "tokenizer.json"
+    data["tokenizer"].write_text('{"model": "test"}')
+    return data
+
+
+def with_file_inputs(text: str, data: dict[str, pathlib.Path]) -> str:
+    """A spec whose builtin:// sources read `data`'s folders and whose runs use its tokenizer file."""
+    text = re.sub(r'"builtin://([a-z-]+)"', lambda m: f'"file://{data[m.group(1)]}"', text)
+    return text.replace("    data:\n", f'    data:\n      tokenizer: "file://{data["tokenizer"]}"\n')
+
+
+def lock(paths: Sequence[str | os.PathLike[str]], *extra: str) -> pathlib.Path:
+    """`runix lock PATH... --offline --no-token-counts` in this process; the lockfile's path."""
+    from compiler.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main(["lock", *map(str, paths), "--offline", "--no-token-counts", *extra])
+    assert code == 0, out.getvalue() + err.getvalue()
+    return default_lockfile(paths)
