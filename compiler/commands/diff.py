@@ -21,6 +21,17 @@ name: which runs changed their own hashed fields, which re-hash only because
 a parent's hash changed, which differ only in metadata, which were added or
 removed. Two spec sets of one run each are compared as two runs. Exit 0
 whether or not anything differs; 2 for bad input.
+
+Locked inputs. Hashes are `runix hash`'s: each spec set is read with its
+lockfile (compiler.lock), and the hash document includes the run's locked
+inputs, so a changed data digest, tokenizer, runtime version or numerics
+shows up as a hashed field `inputs.…`. Unlike hash, compile and launch, diff
+does not refuse a spec set without a usable lockfile (an old copy of a
+folder, a lock gone stale after an edit): it is a question-answering tool.
+When any side has no usable lock, BOTH sides are compared by their hash
+documents without locked inputs (the `spec_sha256` a lockfile records), so
+the comparison stays like for like, and one line says which side had no lock
+and that inputs were not compared. Spec errors are still errors (exit 2).
 """
 
 from __future__ import annotations
@@ -33,8 +44,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from compiler.canonical import hash_document
+from compiler.lock import lock_spec_set
 from compiler.problems import Location, Problem, SpecError
-from compiler.specset import CompiledRun, SpecSet, load_spec_set
+from compiler.specset import CompiledRun, InputsFor, SpecSet, compile_documents, read_documents
 
 HASHED, NOT_HASHED, VIA_PARENT = "changes the hash", "not hashed", "hashed as the parent's hash"
 _MISSING = object()
@@ -83,16 +95,23 @@ def _spec_data(run: CompiledRun) -> dict[str, Any]:
     return run.spec.model_dump(mode="json")
 
 
-def _hash_data(run: CompiledRun) -> dict[str, Any]:
-    # Locked inputs are not part of CompiledRun yet; once the lock exists they belong here.
-    return json.loads(json.dumps(hash_document(run.spec, run.parent_hash, None)))
+def _hash_data(run: CompiledRun, inputs_for: InputsFor | None) -> dict[str, Any]:
+    """The document the run's hash is sha256 of: with its locked inputs when `inputs_for` is its lock's."""
+    inputs = inputs_for(run.spec) if inputs_for is not None else None
+    return json.loads(json.dumps(hash_document(run.spec, run.parent_hash, inputs)))
 
 
-def field_changes(a: CompiledRun, b: CompiledRun) -> list[FieldChange]:
-    """Every field in which two resolved runs differ, each marked with whether it changed the hash."""
+def field_changes(a: CompiledRun, b: CompiledRun, inputs_a: InputsFor | None = None,
+                  inputs_b: InputsFor | None = None) -> list[FieldChange]:
+    """Every field in which two resolved runs differ, each marked with whether it changed the hash.
+
+    inputs_a/inputs_b: the locked inputs of each side (`Lock.inputs_for`), or
+    None for runs hashed without a lock; give both or neither, as the runs
+    were hashed.
+    """
     spec_diffs: list[tuple[str, Any, Any]] = []
     _flatten(_spec_data(a), _spec_data(b), "", spec_diffs)
-    hash_a, hash_b = _hash_data(a), _hash_data(b)
+    hash_a, hash_b = _hash_data(a, inputs_a), _hash_data(b, inputs_b)
     hash_diffs: list[tuple[str, Any, Any]] = []
     _flatten(hash_a, hash_b, "", hash_diffs)
     hashed_paths = {path for path, _, _ in hash_diffs}
@@ -146,13 +165,18 @@ class RunComparison:
         return "changed" if own else "via-parent"
 
 
-def compare_sets(old: SpecSet, new: SpecSet) -> list[RunComparison]:
-    """Runs matched by name, in the new set's order (parents first), then the removed ones."""
+def compare_sets(old: SpecSet, new: SpecSet, old_inputs: InputsFor | None = None,
+                 new_inputs: InputsFor | None = None) -> list[RunComparison]:
+    """Runs matched by name, in the new set's order (parents first), then the removed ones.
+
+    old_inputs/new_inputs: each set's `Lock.inputs_for` when it was hashed with its lock.
+    """
     old_runs, new_runs = old.by_name(), new.by_name()
     out = []
     for run in new.runs:
         before = old_runs.get(run.name)
-        out.append(RunComparison(run.name, before, run, tuple(field_changes(before, run)) if before else ()))
+        changes = tuple(field_changes(before, run, old_inputs, new_inputs)) if before else ()
+        out.append(RunComparison(run.name, before, run, changes))
     out.extend(RunComparison(run.name, run, None, ()) for run in old.runs if run.name not in new_runs)
     return out
 
@@ -161,19 +185,61 @@ def compare_sets(old: SpecSet, new: SpecSet) -> list[RunComparison]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A spec set as diff reads it: hashed with its lock when it has a usable one, and without."""
+
+    paths: tuple[str, ...]
+    unlocked: SpecSet  # hashes without locked inputs (a lockfile's spec_sha256)
+    locked: SpecSet | None  # `runix hash`'s hashes; None when there is no usable lock
+    inputs_for: InputsFor | None  # the lock's Lock.inputs_for
+    no_lock: str | None  # why there is no usable lock (None when locked)
+
+
+def load_specs(paths: Sequence[str]) -> Loaded:
+    """The one place diff reads spec sets: spec problems are errors, a missing or stale lock is not."""
+    documents = read_documents(paths)
+    unlocked = compile_documents(documents)
+    try:
+        locked = lock_spec_set(paths, documents, unlocked)
+    except SpecError as err:
+        return Loaded(tuple(map(str, paths)), unlocked, None, None, _why_no_lock(err))
+    return Loaded(tuple(map(str, paths)), unlocked, locked.spec_set, locked.lock.inputs_for, None)
+
+
+def _why_no_lock(err: SpecError) -> str:
+    """One short clause from the lock module's problems (they name the lockfile and how to relock)."""
+    problems = err.problems
+    first = problems[0]
+    if all("stale lock" in p.message for p in problems):
+        runs = f"{len(problems)} run{'s' if len(problems) != 1 else ''}"
+        return f"its lockfile {first.location.file} is stale ({runs} changed since locking)"
+    if first.message.startswith("no lockfile"):
+        return "it has no lockfile"
+    return f"{first.location.file}: {first.message.split(';')[0]}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Operand:
     label: str
-    specs: SpecSet
-    run: CompiledRun | None  # None: the whole spec set
+    loaded: Loaded
+    run_name: str | None  # None: the whole spec set
+    locked: bool = True  # compare the hashes with locked inputs (every operand has a usable lock)
+
+    @property
+    def specs(self) -> SpecSet:
+        return self.loaded.locked if self.locked else self.loaded.unlocked
+
+    @property
+    def inputs_for(self) -> InputsFor | None:
+        return self.loaded.inputs_for if self.locked else None
+
+    @property
+    def run(self) -> CompiledRun | None:
+        return None if self.run_name is None else self.specs.by_name()[self.run_name]
 
 
-def load_specs(paths: Sequence[str]) -> SpecSet:
-    """The one place diff reads spec sets (the lock check slots in here, as in `runix compile`)."""
-    return load_spec_set(paths)
-
-
-def resolve_operand(text: str, search: Sequence[str], cache: dict[tuple[str, ...], SpecSet]) -> Operand:
-    def specs(paths: Sequence[str]) -> SpecSet:
+def resolve_operand(text: str, search: Sequence[str], cache: dict[tuple[str, ...], Loaded]) -> Operand:
+    def specs(paths: Sequence[str]) -> Loaded:
         key = tuple(paths)
         if key not in cache:
             cache[key] = load_specs(paths)
@@ -183,25 +249,45 @@ def resolve_operand(text: str, search: Sequence[str], cache: dict[tuple[str, ...
         return Operand(text, specs([text]), None)
     path, sep, name = text.rpartition(":")
     if sep and path and pathlib.Path(path).exists():
-        return Operand(text, specs([path]), _find(specs([path]), name, text, Location(path)))
+        loaded = specs([path])
+        return Operand(text, loaded, _find(loaded, name, text, Location(path)))
     if not search:
         raise SpecError([Problem(Location(text), "", "no such file or folder; to name a run or a hash, write PATH:RUN "
                                                      "or give the spec set with --in PATH")])
-    found = specs(list(search))
-    return Operand(text, found, _find(found, text, text, Location(" ".join(search))))
+    loaded = specs(list(search))
+    return Operand(text, loaded, _find(loaded, text, text, Location(" ".join(search))))
 
 
-def _find(specs: SpecSet, key: str, label: str, where: Location) -> CompiledRun:
-    by_name = specs.by_name()
+def like_for_like(operands: Sequence[Operand]) -> tuple[list[Operand], str | None]:
+    """Every operand with locked inputs, or (when one has no usable lock) every operand without.
+
+    Returns the operands and, when falling back, the one line saying so.
+    """
+    missing = [op for op in operands if op.loaded.locked is None]
+    if not missing:
+        return list(operands), None
+    seen: dict[tuple[str, ...], Loaded] = {}
+    for op in missing:
+        seen.setdefault(op.loaded.paths, op.loaded)
+    why = "; ".join(f"{' '.join(loaded.paths)}: {loaded.no_lock}" for loaded in seen.values())
+    note = (f"no usable lock ({why}): comparing hashes without locked inputs on both sides (data, tokenizer, runtime "
+            f"and numerics are not compared; these are not `runix hash`'s hashes)")
+    return [dataclasses.replace(op, locked=False) for op in operands], note
+
+
+def _find(loaded: Loaded, key: str, label: str, where: Location) -> str:
+    """The name of the run `key` names: a run name, or a hash prefix (locked hashes first, then lock-free)."""
+    by_name = loaded.unlocked.by_name()
     if key in by_name:
-        return by_name[key]
+        return key
     if _HEX.match(key):
-        matches = [run for run in specs.runs if run.hash.startswith(key)]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise SpecError([Problem(where, "", f"{label}: hash prefix {key} is ambiguous: "
-                                                f"{', '.join(run.name for run in matches)}")])
+        for specs in (loaded.locked, loaded.unlocked):
+            matches = [run for run in (specs.runs if specs is not None else ()) if run.hash.startswith(key)]
+            if len(matches) == 1:
+                return matches[0].name
+            if len(matches) > 1:
+                raise SpecError([Problem(where, "", f"{label}: hash prefix {key} is ambiguous: "
+                                                    f"{', '.join(run.name for run in matches)}")])
     names = ", ".join(sorted(by_name))
     raise SpecError([Problem(where, "", f"{label}: no run named {key!r} (or with that hash) here; runs: {names}")])
 
@@ -212,15 +298,20 @@ def _find(specs: SpecSet, key: str, label: str, where: Location) -> CompiledRun:
 def run(args, console) -> int:
     if not console.is_terminal:  # a log or a pipe: keep one field per line
         console.width = max(console.width, 160)
-    cache: dict[tuple[str, ...], SpecSet] = {}
+    cache: dict[tuple[str, ...], Loaded] = {}
     a = resolve_operand(args.a, args.search, cache)
     b = resolve_operand(args.b, args.search, cache)
+    (a, b), note = like_for_like([a, b])
+    if note is not None:
+        from rich.text import Text
+
+        console.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
     if a.run is None and b.run is None and (len(a.specs.runs) > 1 or len(b.specs.runs) > 1):
         _print_sets(a, b, console)
         return 0
     run_a = _pair(a, like=b.run.name if b.run is not None else None)
     run_b = _pair(b, like=run_a.name)
-    _print_pair(a.label, run_a, b.label, run_b, b.specs, console)
+    _print_pair(a, run_a, b, run_b, console)
     return 0
 
 
@@ -257,11 +348,12 @@ def _changes_table(changes: Sequence[FieldChange], title: str):
     return table
 
 
-def _print_pair(label_a: str, a: CompiledRun, label_b: str, b: CompiledRun, b_specs: SpecSet, console) -> None:
+def _print_pair(op_a: Operand, a: CompiledRun, op_b: Operand, b: CompiledRun, console) -> None:
     from rich.text import Text
 
-    changes = field_changes(a, b)
-    lines = [f"A  {a.short_hash}  {a.name}  ({label_a})", f"B  {b.short_hash}  {b.name}  ({label_b})"]
+    changes = field_changes(a, b, op_a.inputs_for, op_b.inputs_for)
+    b_specs = op_b.specs
+    lines = [f"A  {a.short_hash}  {a.name}  ({op_a.label})", f"B  {b.short_hash}  {b.name}  ({op_b.label})"]
     if a.hash == b.hash:
         lines.append("same hash: they train the same bits" + (" (the fields below are not hashed)" if changes else ""))
     else:
@@ -287,7 +379,7 @@ def _print_pair(label_a: str, a: CompiledRun, label_b: str, b: CompiledRun, b_sp
 def _print_sets(a: Operand, b: Operand, console) -> None:
     from rich.text import Text
 
-    comparisons = compare_sets(a.specs, b.specs)
+    comparisons = compare_sets(a.specs, b.specs, a.inputs_for, b.inputs_for)
     groups: dict[str, list[RunComparison]] = {}
     for comparison in comparisons:
         groups.setdefault(comparison.kind, []).append(comparison)
