@@ -5,12 +5,16 @@ and check a 64-run ablation; it must feel instant and must never import jax.
 The target: under half the time of importing jax alone, measured in the same
 run on the same machine (so the ratio, not the seconds, is what is compared).
 
-The spec set is generated in a temporary folder: the "To Code, or Not To
-Code?" 470M shape on a v5e-256 slice, a 4 × 4 × 4 matrix (code share × seed ×
-peak LR) = 64 runs. Each command runs as a fresh subprocess (output to
-/dev/null), alternating between the two so that machine load hits both alike;
-the median of `--reps` runs is reported, in wall time (the target) and in CPU
-time (user + system of the child, steadier on a busy machine). One extra run under `-X importtime`
+The spec set is the shipped specs/to_code: the "To Code, or Not To Code?"
+suite, 64 runs of the 470M and 2.8B shapes on v5e-256 slices, read with its
+lockfile (lockfiles/to_code.lock.json) as every compile is; its hf:// inputs
+are unresolved here and listed as such. The command is exactly what a user
+types, from the project root, so the project's default store is listed when
+it exists (tests/cli/test_compile.py proves the dry run writes nothing).
+Each command runs as a fresh subprocess (output to /dev/null), alternating
+between the two so that machine load hits both alike; the median of `--reps`
+runs is reported, in wall time (the target) and in CPU time (user + system of
+the child, steadier on a busy machine). One extra run under `-X importtime`
 checks that no jax module is imported.
 
     .venv/bin/python benchmarks/bench_dry_run.py            # 7 reps each
@@ -28,52 +32,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 TARGET_RATIO = 0.5
 
-SPEC_SET = """\
-# 64 runs: the 470M shape of "To Code, or Not To Code?" on a v5e-256 slice, 4 code shares x 4 seeds x 4 peak LRs.
-runs:
-  - name: base
-    abstract: true
-    model: {preset: to-code-470m, remat: full}
-    dtypes: {params: float32, compute: bfloat16}
-    kernels: {cross_entropy: chunked, cross_entropy_chunk: 1024}
-    batch: {sequences: 512, sequence_length: 8192}
-    mesh: {accelerator: tpu-v5e, chips: 256, topology: 16x16, axes: {fsdp: 256}}
-    steps: 47684
-    data:
-      sources:
-        text: {uri: "tfds://slimpajama/train", role: text, declared_tokens: 503B}
-        code: {uri: "tfds://the_stack/train", role: code, declared_tokens: 139B, max_repeats: 2}
-    schedule:
-      phases:
-        - {kind: warmup, length: 1325, peak: 3e-4}
-        - {kind: cosine, floor: 3e-5}
-
-  - name: bench-code{code}-seed{seed}-lr{lr}
-    extends: base
-    description: Code share {code}%, seed {seed}, peak LR {lr}.
-    init: {kind: scratch}
-    matrix:
-      code:
-        "0":  {data: {sources: {code: {share: 0.0}, text: {share: 1.0}}}}
-        "25": {data: {sources: {code: {share: 0.25}, text: {share: 0.75}}}}
-        "50": {data: {sources: {code: {share: 0.5}, text: {share: 0.5}}}}
-        "75": {data: {sources: {code: {share: 0.75}, text: {share: 0.25}}}}
-      seed:
-        "0": {init: {seed: 0}, data: {seed: 0}}
-        "1": {init: {seed: 1}, data: {seed: 1}}
-        "2": {init: {seed: 2}, data: {seed: 2}}
-        "3": {init: {seed: 3}, data: {seed: 3}}
-      lr:
-        "1e-4": {schedule: {phases: [{kind: warmup, length: 1325, peak: 1e-4}, {kind: cosine, floor: 1e-5}]}}
-        "3e-4": {schedule: {phases: [{kind: warmup, length: 1325, peak: 3e-4}, {kind: cosine, floor: 3e-5}]}}
-        "6e-4": {schedule: {phases: [{kind: warmup, length: 1325, peak: 6e-4}, {kind: cosine, floor: 6e-5}]}}
-        "1e-3": {schedule: {phases: [{kind: warmup, length: 1325, peak: 1e-3}, {kind: cosine, floor: 1e-4}]}}
-"""
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SPEC_SET = "specs/to_code"
+RUNS = 64
 
 
 def runix_executable() -> str:
@@ -85,10 +50,10 @@ def runix_executable() -> str:
 
 
 def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one run of `command` in a fresh process."""
+    """(wall seconds, CPU seconds) of one run of `command` in a fresh process, from the project root."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=REPO)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -99,34 +64,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=7, help="timed runs of each command (median reported)")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="runix-bench-") as tmp:
-        spec_dir = pathlib.Path(tmp) / "specs"
-        spec_dir.mkdir()
-        (spec_dir / "bench.yaml").write_text(SPEC_SET)
-        dry_run = [runix_executable(), "compile", str(spec_dir), "--dry-run"]
-        import_jax = [sys.executable, "-c", "import jax"]
+    dry_run = [runix_executable(), "compile", SPEC_SET, "--dry-run"]
+    import_jax = [sys.executable, "-c", "import jax"]
 
-        check = subprocess.run(dry_run, capture_output=True, text=True)
-        if check.returncode != 0 or "64 to build" not in check.stdout:
-            print(check.stdout[-2000:], check.stderr[-2000:], sep="\n")
-            raise SystemExit("the generated spec set did not compile to 64 runs")
-        traced = subprocess.run([sys.executable, "-X", "importtime", "-m", "compiler.cli", *dry_run[1:]],
-                                capture_output=True, text=True)
-        jax_modules = sorted({line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()
-                              if line.rsplit("|", 1)[-1].strip().split(".")[0] in ("jax", "jaxlib")})
+    check = subprocess.run(dry_run, capture_output=True, text=True, cwd=REPO)
+    if check.returncode != 0 or f"plan: {RUNS} runs" not in check.stdout:
+        print(check.stdout[-2000:], check.stderr[-2000:], sep="\n")
+        raise SystemExit(f"{SPEC_SET} did not compile to {RUNS} runs (is its lockfile fresh?)")
+    traced = subprocess.run([sys.executable, "-X", "importtime", "-m", "compiler.cli", *dry_run[1:]],
+                            capture_output=True, text=True, cwd=REPO)
+    jax_modules = sorted({line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()
+                          if line.rsplit("|", 1)[-1].strip().split(".")[0] in ("jax", "jaxlib")})
 
-        timed(dry_run), timed(import_jax)  # warm the OS file cache for both
-        dry_runs, jax_runs = [], []
-        for _ in range(args.reps):
-            dry_runs.append(timed(dry_run))
-            jax_runs.append(timed(import_jax))
+    timed(dry_run), timed(import_jax)  # warm the OS file cache for both
+    dry_runs, jax_runs = [], []
+    for _ in range(args.reps):
+        dry_runs.append(timed(dry_run))
+        jax_runs.append(timed(import_jax))
 
     dry_times, jax_times = [wall for wall, _ in dry_runs], [wall for wall, _ in jax_runs]
     dry, jax = statistics.median(dry_times), statistics.median(jax_times)
     ratio = dry / jax
     cpu_ratio = statistics.median(cpu for _, cpu in dry_runs) / statistics.median(cpu for _, cpu in jax_runs)
     ok = ratio < TARGET_RATIO and not jax_modules
-    print(f"runix compile --dry-run, 64 runs: median {dry:.3f} s over {args.reps} runs "
+    print(f"runix compile {SPEC_SET} --dry-run, {RUNS} runs: median {dry:.3f} s over {args.reps} runs "
           f"(min {min(dry_times):.3f}, max {max(dry_times):.3f})")
     print(f'python -c "import jax":          median {jax:.3f} s over {args.reps} runs '
           f"(min {min(jax_times):.3f}, max {max(jax_times):.3f})")
