@@ -35,10 +35,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; with `only`, just that subcommand's module is imported (start-up time)."""
     parser = _Parser(prog="runix", description="Declarative, Nix-style compiler of training-run specifications.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         try:
             module = importlib.import_module(f"compiler.commands.{name}")
         except ModuleNotFoundError as err:
@@ -58,7 +59,9 @@ def print_problems(error: SpecError, console: Console) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(only=first).parse_args(argv)
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
     try:

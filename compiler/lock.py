@@ -55,7 +55,7 @@ from compiler.canonical import canonical_json
 from compiler.environment import hashed_numerics, mesh_key
 from compiler.problems import Location, Problem, SpecError
 from compiler.spec import HASH_PATTERN, RunSpec
-from compiler.specset import CompiledRun, SpecSet, compile_documents, read_documents
+from compiler.specset import CompiledRun, SpecSet, compile_documents, read_documents, rehash
 from compiler.yaml_source import Document
 
 LOCK_FORMAT = 1
@@ -448,14 +448,14 @@ def lock_spec_set(paths: Sequence[str | os.PathLike[str]], documents: Sequence[D
                                          f"no lockfile for spec set {' '.join(rel_paths)}; create it with "
                                          f"`{lock_command(paths)}`")])
             lock, used = found
-            return LockedSpecSet(compile_documents(documents, lock.inputs_for), lock, used[0], unlocked, used)
+            return LockedSpecSet(rehash(unlocked, lock.inputs_for), lock, used[0], unlocked, used)
     lock = read_lock(path, f"rewrite it with `{lock_command(paths, lockfile)} --force`")
     other_fix = (f"lock this spec set into its own file with "
                  f"`{lock_command(paths, path.with_name(distinct_lockfile_name(rel_paths)))}`")
     problems = freshness_problems(lock, unlocked, rel_paths, Location(str(path)), fix, other_fix)
     if problems:
         raise SpecError(problems)
-    return LockedSpecSet(compile_documents(documents, lock.inputs_for), lock, path, unlocked, (path,))
+    return LockedSpecSet(rehash(unlocked, lock.inputs_for), lock, path, unlocked, (path,))
 
 
 def freshness_problems(lock: Lock, unlocked: SpecSet, rel_paths: Sequence[str], where: Location, fix: str,

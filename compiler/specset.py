@@ -125,13 +125,23 @@ def validated_runs(documents: Sequence[Document]) -> list[tuple[RunSpec, RawRun]
 
 def compile_documents(documents: Sequence[Document], inputs_for: InputsFor | None = None) -> SpecSet:
     runs = validated_runs(documents)
-    resolved = {spec.name: (resolve_run(spec), raw) for spec, raw in runs}
+    resolved = [(resolve_run(spec), raw.entry) for spec, raw in runs]
+    return _hashed(resolved, inputs_for)
+
+
+def rehash(spec_set: SpecSet, inputs_for: InputsFor | None) -> SpecSet:
+    """The same runs hashed with other locked inputs (validation and resolution are not repeated)."""
+    return _hashed([(run.spec, run.location) for run in spec_set.runs], inputs_for)
+
+
+def _hashed(resolved: Sequence[tuple[RunSpec, Location]], inputs_for: InputsFor | None) -> SpecSet:
+    by_name = {spec.name: (spec, location) for spec, location in resolved}
     compiled: dict[str, CompiledRun] = {}
 
     def build(name: str) -> CompiledRun:
         if name in compiled:
             return compiled[name]
-        spec, raw = resolved[name]
+        spec, location = by_name[name]
         parent_hash = parent_name = None
         if isinstance(spec.init, ParentInit):
             if spec.init.run is not None:
@@ -140,10 +150,10 @@ def compile_documents(documents: Sequence[Document], inputs_for: InputsFor | Non
             else:
                 parent_hash = spec.init.hash
         inputs = inputs_for(spec) if inputs_for else None
-        compiled[name] = CompiledRun(spec, run_hash(spec, parent_hash, inputs), parent_hash, parent_name, raw.entry)
+        compiled[name] = CompiledRun(spec, run_hash(spec, parent_hash, inputs), parent_hash, parent_name, location)
         return compiled[name]
 
-    for name in sorted(resolved):
+    for name in sorted(by_name):
         build(name)
     return SpecSet(_topological(compiled))
 

@@ -24,7 +24,10 @@ MAX_NODES = 200_000
 Path = tuple[str | int, ...]
 
 
-class _Yaml12SafeLoader(yaml.SafeLoader):
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: ~10x faster
+
+
+class _Yaml12SafeLoader(_BaseLoader):
     """SafeLoader with YAML 1.2 core-schema booleans and floats."""
 
 
