@@ -251,9 +251,11 @@ class Transformer(nnx.Module):
         equation = "bld,vd->blv" if layout == "VxD" else "bld,dv->blv"
         return jnp.einsum(equation, hidden_BxLxD, weight, preferred_element_type=jnp.float32)
 
-    def loss(self, batch: dict[str, jax.Array]) -> jax.Array:
-        """Mean next-token cross-entropy over tokens whose loss_mask is set (float32 scalar).
+    def loss(self, batch: dict[str, jax.Array], reduction: str = "mean") -> jax.Array:
+        """Next-token cross-entropy over tokens whose loss_mask is set (float32 scalar).
 
+        reduction "mean" divides by the number of counted tokens; "sum" does
+        not (for callers that add up shards of a batch and divide once).
         With `document_masking`, attention stays inside each packed document and
         positions restart per document (from the batch); without it the packed
         sequence is one causal stream with positions 0..L-1.
@@ -269,10 +271,10 @@ class Transformer(nnx.Module):
         if c.cross_entropy == "chunked":
             return cross_entropy.chunked_cross_entropy(
                 hidden_BxLxD, weight, batch["targets"], batch["loss_mask"],
-                chunk_size=c.cross_entropy_chunk, weight_layout=layout,
+                chunk_size=c.cross_entropy_chunk, weight_layout=layout, reduction=reduction,
             )
         return cross_entropy_reference.reference_cross_entropy(
-            hidden_BxLxD, weight, batch["targets"], batch["loss_mask"], weight_layout=layout,
+            hidden_BxLxD, weight, batch["targets"], batch["loss_mask"], weight_layout=layout, reduction=reduction,
         )
 
 

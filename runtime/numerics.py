@@ -69,6 +69,18 @@ def cpu_thread_pool_size(mesh) -> int:
     return max(MIN_CPU_THREADS, int(getattr(mesh, "chips", 1)))
 
 
+def gradient_reduction(mesh) -> str:
+    """How the train step adds up gradient shards (runtime.train_step): "fixed-order" on cpu, else "xla".
+
+    Measured: on CPU, XLA's all-reduce over gloo sums in an order that depends
+    on how the devices are split over processes; the fixed-order reduction
+    gives the same bits for 4 devices in 1 process and 2 × 2 in 2 processes.
+    On TPU/GPU the topology fixes the layout, and the fixed-order step would
+    replicate the optimizer update on every chip.
+    """
+    return "fixed-order" if _accelerator(mesh) == "cpu" else "xla"
+
+
 def pinned_xla_flags(mesh, num_processes: int = 1) -> str:
     """XLA_FLAGS for one trainer process of a run on `mesh` (a compiler.spec.MeshSpec).
 
@@ -175,6 +187,7 @@ def numerics_facts(mesh=None, num_processes: int = 1, cpuinfo_path: str = "/proc
         # The per-process device count is layout, not numerics: the same mesh over
         # 1 or 2 processes (see DETERMINISM.md for when that keeps the bits).
         bits["jax_config"] = {k: v for k, v in env.items() if k.startswith("JAX_")}
+        bits["gradient_reduction"] = gradient_reduction(mesh)
         host["layout"] = {"num_processes": num_processes, "devices_per_process": local_device_count(mesh, num_processes)}
         if _accelerator(mesh) == "cpu":
             bits["xla_cpu_flags"] = list(_CPU_NUMERIC_FLAGS)

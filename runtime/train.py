@@ -203,7 +203,8 @@ def _loop(spec, run_hash, state, record, batch_source, store, paths, parts, tx, 
     stop = total_steps if stop_after_step is None else max(0, min(total_steps, stop_after_step))
     batch_sharding = sharding_lib.batch_sharding(mesh)
     step_fn = train_step_lib.compile_train_step(
-        parts.graphdef, tx, learning_rate, layout, batches_lib.abstract_batch(sequences, length), batch_sharding)
+        parts.graphdef, tx, learning_rate, layout, batches_lib.abstract_batch(sequences, length), batch_sharding,
+        reduction=numerics.gradient_reduction(spec.mesh))
 
     step = int(state.step)
     metrics_log = metrics_lib.MetricsLog(paths[run_dir_lib.METRICS], enabled=is_writer)

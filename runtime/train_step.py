@@ -5,19 +5,42 @@ its arguments and the static model/optimizer, so the same inputs give the same
 bits, and it is compiled once (ahead of time, `lower(...).compile()`) with the
 state's and the batch's shardings fixed. The input state is donated, so the
 params and optimizer state are updated in place instead of doubling memory.
+
+Two ways to add up the gradient shards of a data-parallel batch:
+
+* "xla": XLA's own all-reduce, placed by the SPMD partitioner. Fastest; on
+  TPU and GPU the reduction order is fixed by the hardware topology. On CPU
+  over several processes, gloo's ring all-reduce sums in an order that
+  depends on how the devices are split over processes, so 4 devices in one
+  process and 2 × 2 in two processes give other bits (measured; see
+  runtime/DETERMINISM.md).
+* "fixed-order": the step runs in `shard_map`, each device computes the loss
+  sum and gradients of its rows, and shards are combined by exact data
+  movement (all_to_all, all_gather) plus a sum in device order that every
+  device computes with the same program. The bits then do not depend on the
+  process layout at all. After the sum every device applies the (identical)
+  optimizer update to the full parameters, which costs memory and compute on
+  large meshes, so it is what runix uses on CPU (`runtime.numerics`), where
+  meshes are small and the layout is the thing that varies.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from runtime.sharding import BATCH_AXES
 from runtime.train_state import StateLayout, TrainState
+
+REDUCTIONS = ("xla", "fixed-order")
 
 
 def train_step(
@@ -30,20 +53,85 @@ def train_step(
         return nnx.merge(graphdef, params).loss(batch)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return _update(state, loss, grads, tx, learning_rate)
+
+
+def _update(state: TrainState, loss, grads, tx, learning_rate):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": learning_rate(state.step)}
     return TrainState(state.step + 1, params, opt_state, state.rng), metrics
 
 
+def fixed_order_train_step(
+    state: TrainState, batch: dict[str, jax.Array], *, graphdef: Any, tx: optax.GradientTransformation,
+    learning_rate: Callable, mesh: Mesh,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """`train_step` with gradients summed over the batch axes in a fixed order (see the module docstring)."""
+    batch_spec = PartitionSpec(BATCH_AXES, None)
+
+    def local_step(state: TrainState, local_batch):
+        def loss_sum(params):
+            local = nnx.merge(graphdef, params).loss(local_batch, reduction="sum")
+            return local, local
+
+        grads, local_sum = jax.grad(loss_sum, has_aux=True)(state.params)
+        count = ordered_sum(jnp.sum(local_batch["loss_mask"].astype(jnp.float32)), mesh)
+        denominator = jnp.where(count > 0, count, 1.0)
+        loss = ordered_sum(local_sum, mesh) / denominator
+        grads = jax.tree.map(lambda g: (ordered_sum(g, mesh) / denominator).astype(g.dtype), grads)
+        return _update(state, loss, grads, tx, learning_rate)
+
+    return jax.shard_map(
+        local_step, mesh=mesh,
+        in_specs=(PartitionSpec(), {name: batch_spec for name in batch}),
+        out_specs=PartitionSpec(),
+        check_vma=False,  # the outputs are replicated by construction (every device sums the same gathered shards)
+    )(state, batch)
+
+
+def ordered_sum(x: jax.Array, mesh: Mesh) -> jax.Array:
+    """Sum of `x` over the devices of the batch axes, added in device order, identical on every device.
+
+    Each device gets the k-th slice of every device's x (all_to_all), adds
+    those n slices in device order, and the sums are gathered back
+    (all_gather): two exact data movements around one fixed-order sum, the
+    traffic of a ring all-reduce.
+    """
+    n = math.prod(mesh.shape[axis] for axis in BATCH_AXES)
+    if n == 1:
+        return x
+    flat = x.reshape(-1)
+    pad = -flat.size % n
+    chunks_NxC = jnp.pad(flat, (0, pad)).reshape(n, -1)
+    from_each_NxC = jax.lax.all_to_all(chunks_NxC, BATCH_AXES, 0, 0, tiled=True)
+    mine_C = _sum_in_order(from_each_NxC)
+    total = jax.lax.all_gather(mine_C, BATCH_AXES, tiled=True)
+    return total[: flat.size].reshape(x.shape)
+
+
+def _sum_in_order(rows_NxC: jax.Array) -> jax.Array:
+    """rows[0] + rows[1] + ... + rows[n-1], left to right, spelled out so no reduction tree is chosen for us."""
+    total = rows_NxC[0]
+    for i in range(1, rows_NxC.shape[0]):
+        total = total + rows_NxC[i]
+    return total
+
+
 def compile_train_step(
     graphdef: Any, tx: optax.GradientTransformation, learning_rate: Callable, layout: StateLayout,
-    abstract_batch: dict[str, jax.ShapeDtypeStruct], batch_sharding: jax.sharding.NamedSharding,
+    abstract_batch: dict[str, jax.ShapeDtypeStruct], batch_sharding: NamedSharding, reduction: str = "xla",
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
     """The compiled step: state in/out with its layout, batch over (data, fsdp), metrics replicated, state donated."""
-    step = functools.partial(train_step, graphdef=graphdef, tx=tx, learning_rate=learning_rate)
+    if reduction == "xla":
+        step = functools.partial(train_step, graphdef=graphdef, tx=tx, learning_rate=learning_rate)
+    elif reduction == "fixed-order":
+        step = functools.partial(fixed_order_train_step, graphdef=graphdef, tx=tx, learning_rate=learning_rate,
+                                 mesh=batch_sharding.mesh)
+    else:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     batch_shardings = {name: batch_sharding for name in abstract_batch}
-    replicated = jax.sharding.NamedSharding(batch_sharding.mesh, jax.sharding.PartitionSpec())
+    replicated = NamedSharding(batch_sharding.mesh, PartitionSpec())
     jitted = jax.jit(
         step,
         in_shardings=(layout.shardings, batch_shardings),
