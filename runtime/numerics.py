@@ -9,9 +9,13 @@ these differ, so a launcher must fix them *before the trainer imports jax*:
   to a value computed from the spec (never from the machine), so a 2-core
   laptop and a 64-core host build the same pool; `taskset` no longer matters.
 * `--xla_cpu_max_isa`: SSE4_2, AVX and AVX2 each give other bits than the
-  default (the host's best, AVX-512 here). Pinned to AVX2, the widest ISA
-  nearly every x86-64 server has, so bits do not depend on whether the host
-  has AVX-512/AMX; a host without AVX2 gets a different (recorded) ISA.
+  default (the host's best, AVX-512 here). Pinned to AVX2 so XLA's own
+  generated code is the same on every AVX2-or-better x86 host. But the
+  matmul library kernels XLA calls pick their ISA from cpuid at run time and
+  ignore the cap (measured: a 2048² float32 matmul runs at the same ~270
+  GFLOP/s and gives the same bits under AVX512/AVX2 caps), so the host's ISA
+  features stay a hashed fact: hosts with other vector units are not
+  promised the same bits.
 * `--xla_cpu_enable_fast_math` (changes bits; pinned off), the number of
   faked devices per process (part of the mesh; pinned), jax's PRNG
   implementation and `jax_threefry_partitionable` (change the random values
@@ -40,8 +44,10 @@ CPU_ISA_CEILING = "AVX2"
 MIN_CPU_THREADS = 4
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml_dtypes", "grain", "tokenizers")
-ISA_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16",
-                "amx_tile", "amx_bf16")
+ISA_FEATURES = (
+    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl",
+    "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile", "asimd", "sve",
+)  # the /proc/cpuinfo flags that decide which kernels XLA:CPU and its libraries may run
 # XLA's names for ISA levels, lowest first, with the /proc/cpuinfo flag each needs.
 _ISA_LEVELS = (("SSE4_2", "sse4_2"), ("AVX", "avx"), ("AVX2", "avx2"), ("AVX512", "avx512f"))
 
@@ -171,8 +177,8 @@ def numerics_facts(mesh=None, num_processes: int = 1, cpuinfo_path: str = "/proc
     """Everything besides the spec and data that decides the bits, as plain JSON-able data.
 
     `bits` holds what must match for two runs to agree (the lockfile records
-    it and the run hash covers it); `host` is informational (a different CPU
-    model with the same effective ISA computes the same bits).
+    it and the run hash covers it); `host` is informational (the CPU model
+    name, the platform string, how the devices are split over processes).
     Pure Python; reads /proc/cpuinfo and installed package metadata only.
     """
     cpu = cpu_features(cpuinfo_path)
@@ -181,7 +187,7 @@ def numerics_facts(mesh=None, num_processes: int = 1, cpuinfo_path: str = "/proc
         "packages": package_versions(),
         "python": ".".join(map(str, sys.version_info[:3])),
     }
-    host: dict[str, object] = {"cpu_model": cpu["model"], "cpu_isa": cpu["isa"], "platform": platform.platform()}
+    host: dict[str, object] = {"cpu_model": cpu["model"], "platform": platform.platform()}
     if mesh is not None:
         env = pinned_environment(mesh, num_processes)
         # The per-process device count is layout, not numerics: the same mesh over
@@ -191,6 +197,7 @@ def numerics_facts(mesh=None, num_processes: int = 1, cpuinfo_path: str = "/proc
         host["layout"] = {"num_processes": num_processes, "devices_per_process": local_device_count(mesh, num_processes)}
         if _accelerator(mesh) == "cpu":
             bits["xla_cpu_flags"] = list(_CPU_NUMERIC_FLAGS)
-            bits["cpu_effective_isa"] = effective_isa(cpu["isa"])
+            bits["cpu_effective_isa"] = effective_isa(cpu["isa"])  # what XLA's generated code uses (capped)
+            bits["cpu_isa"] = cpu["isa"]  # what run-time-dispatched library kernels (matmuls) may use
             bits["cpu_thread_pool"] = cpu_thread_pool_size(mesh)
     return {"bits": bits, "host": host}
