@@ -44,10 +44,6 @@ class MetricsLog:
             self._file.write(json.dumps(fields, sort_keys=True) + "\n")
             self._file.flush()
 
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

@@ -17,11 +17,13 @@ where it stopped and resumed:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -52,6 +54,24 @@ def pin_jax_config() -> None:
     jax.config.update("jax_enable_x64", False)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What every part of training one run needs: the request, where it goes, and the static model/optimizer."""
+
+    request: run_dir_lib.RunRequest
+    paths: dict[str, Path]
+    parts: train_state_lib.ModelParts
+    tx: Any
+    learning_rate: Any
+    layout: train_state_lib.StateLayout
+    mesh: Any
+    is_writer: bool  # process 0 writes digest.json, metrics.jsonl and run.json
+
+    @property
+    def spec(self) -> RunSpec:
+        return self.request.spec
+
+
 def train_run(
     spec: RunSpec,
     run_hash: str,
@@ -71,7 +91,8 @@ def train_run(
       run_hash: the run's hash; stored in every checkpoint, checked on resume.
       run_dir: the run directory (created if needed; spec.json written if absent, checked if present).
       parent_dir: the parent's run directory, for a spec whose init is a parent.
-      batch_source: where batches come from; default: the real data pipeline over `data_root`.
+      batch_source: where batches come from; default: the real data pipeline over `data_root`
+        (verified against `run_dir/lock.json` when there is one).
       parent_hash: the parent's hash (required with a parent init).
       stop_after_step: stop (with a checkpoint) once this many steps are done; the run stays resumable.
       show_progress: draw a rich progress bar on stderr.
@@ -84,10 +105,34 @@ def train_run(
     _check_init(request, parent_dir)
     pin_jax_config()
     paths = run_dir_lib.paths(run_dir)
-    is_writer = jax.process_index() == 0
     _check_spec_json(paths, request)
 
     # Everything that can refuse the run happens before anything is written.
+    existing = _existing_checkpoint(paths, run_hash, spec.total_steps)
+    if existing is not None:
+        done = digest_lib.DigestRecord.from_json(existing[1]["digest"])
+        if done.complete:
+            if jax.process_index() == 0:
+                digest_lib.write_digest(paths[run_dir_lib.DIGEST], done)
+            return done  # built already: like Nix, nothing to do
+    run = _prepare(request, paths)
+    if existing is None:
+        state, record = _fresh_start(run, parent_dir)
+    else:
+        state, record = _resume(run, existing[0])
+    if batch_source is None:
+        batch_source = _default_batch_source(spec, data_root, run_dir, run.mesh)
+
+    if run.is_writer:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        _write_spec_json(paths, request)
+        _write_run_record(run, resumed_from=None if existing is None else existing[0])
+    return _loop(run, state, record, batch_source, stop_after_step, show_progress and run.is_writer)
+
+
+def _prepare(request: run_dir_lib.RunRequest, paths: dict[str, Path]) -> _Run:
+    """The static side of the run: model parts, mesh, schedule, optimizer and the state's layout."""
+    spec = request.spec
     config = model_lib.model_config(
         spec.model, spec.dtypes, spec.kernels, document_masking=spec.data.document_masking,
         initializer=spec.init.initializer if isinstance(spec.init, ScratchInit) else "truncated_normal",
@@ -100,37 +145,7 @@ def train_run(
     learning_rate = schedule_lib.learning_rate_schedule(spec.schedule)
     tx = optimizer_lib.make_optimizer(spec.optimizer, learning_rate)
     layout = train_state_lib.state_layout(parts, tx, mesh)
-    total_steps = spec.total_steps
-    existing = _existing_checkpoint(paths, run_hash, total_steps)
-
-    if existing is None:
-        state, record = _fresh_start(request, parent_dir, parts, tx, layout, mesh)
-    else:
-        store = checkpoint_lib.Checkpoints(paths[run_dir_lib.CHECKPOINTS], keep=spec.checkpoint.keep,
-                                           total_steps=total_steps)
-        state, meta = store.restore(existing, layout.abstract, run_hash)
-        store.close()
-        record = digest_lib.DigestRecord.from_json(meta["digest"])
-        if record.complete:
-            if is_writer:
-                digest_lib.write_digest(paths[run_dir_lib.DIGEST], record)
-            return record  # built already: like Nix, nothing to do
-        record = record.truncated(existing)
-
-    if batch_source is None:
-        batch_source = _default_batch_source(spec, data_root, run_dir, mesh)
-
-    if is_writer:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        _write_spec_json(paths, request)
-        _write_run_record(paths, request, mesh, layout, resumed_from=existing)
-    store = checkpoint_lib.Checkpoints(paths[run_dir_lib.CHECKPOINTS], keep=spec.checkpoint.keep,
-                                       total_steps=total_steps)
-    try:
-        return _loop(spec, run_hash, state, record, batch_source, store, paths, parts, tx, learning_rate, layout,
-                     mesh, stop_after_step, show_progress and is_writer, is_writer)
-    finally:
-        store.close()
+    return _Run(request, paths, parts, tx, learning_rate, layout, mesh, jax.process_index() == 0)
 
 
 def _check_init(request: run_dir_lib.RunRequest, parent_dir) -> None:
@@ -144,8 +159,8 @@ def _check_init(request: run_dir_lib.RunRequest, parent_dir) -> None:
         raise BadInput(f"run {request.name} starts from scratch but a parent was given")
 
 
-def _existing_checkpoint(paths, run_hash: str, total_steps: int) -> int | None:
-    """The latest checkpoint step of this run, None if there is none; BadInput if it is another run's."""
+def _existing_checkpoint(paths, run_hash: str, total_steps: int) -> tuple[int, dict] | None:
+    """(step, meta) of this run's latest checkpoint, None if there is none; BadInput if it is another run's."""
     directory = paths[run_dir_lib.CHECKPOINTS]
     if not directory.is_dir():
         return None
@@ -162,25 +177,36 @@ def _existing_checkpoint(paths, run_hash: str, total_steps: int) -> int | None:
                        "refusing to resume from (or overwrite) another run's checkpoints")
     if latest > total_steps:
         raise BadInput(f"{directory}: checkpoint at step {latest} is past this run's {total_steps} steps")
-    return latest
+    return latest, meta
 
 
-def _fresh_start(request, parent_dir, parts, tx, layout, mesh):
-    spec = request.spec
+def _fresh_start(run: _Run, parent_dir) -> tuple[train_state_lib.TrainState, digest_lib.DigestRecord]:
+    """Step 0: weights from the initializer or the verified parent, optimizer state fresh or carried."""
+    spec, layout = run.spec, run.layout
     if isinstance(spec.init, ParentInit):
-        start = parent_lib.load_parent(parent_dir, request.parent_hash, request, parts, mesh)
+        start = parent_lib.load_parent(parent_dir, run.request.parent_hash, run.request, run.parts, run.mesh)
         params = start.params
-        opt_state = train_state_lib.init_opt_state(tx, params, layout)
+        opt_state = train_state_lib.init_opt_state(run.tx, params, layout)
         if start.opt_state is not None:
             opt_state = optimizer_lib.carry_adam_moments(start.opt_state, opt_state)
         rng_seed = spec.data.seed
     else:
-        params = train_state_lib.init_params(parts, spec.init.seed, layout)
-        opt_state = train_state_lib.init_opt_state(tx, params, layout)
+        params = train_state_lib.init_params(run.parts, spec.init.seed, layout)
+        opt_state = train_state_lib.init_opt_state(run.tx, params, layout)
         rng_seed = spec.init.seed
-    state = train_state_lib.fresh_state(params, opt_state, rng_seed, layout)
-    state = jax.device_put(state, layout.shardings)
-    return state, digest_lib.DigestRecord(request.hash, request.name, spec.total_steps)
+    state = jax.device_put(train_state_lib.fresh_state(params, opt_state, rng_seed, layout), layout.shardings)
+    return state, digest_lib.DigestRecord(run.request.hash, run.request.name, spec.total_steps)
+
+
+def _resume(run: _Run, step: int) -> tuple[train_state_lib.TrainState, digest_lib.DigestRecord]:
+    """The state of checkpoint `step` and the digest record as it stood there."""
+    store = checkpoint_lib.Checkpoints(run.paths[run_dir_lib.CHECKPOINTS], keep=run.spec.checkpoint.keep,
+                                       total_steps=run.spec.total_steps)
+    try:
+        state, meta = store.restore(step, run.layout.abstract, run.request.hash)
+    finally:
+        store.close()
+    return state, digest_lib.DigestRecord.from_json(meta["digest"]).truncated(step)
 
 
 def _default_batch_source(spec: RunSpec, data_root, run_dir, mesh) -> batches_lib.BatchSource:
@@ -193,28 +219,31 @@ def _default_batch_source(spec: RunSpec, data_root, run_dir, mesh) -> batches_li
                                process_index=process_index, process_count=process_count)
 
 
-def _loop(spec, run_hash, state, record, batch_source, store, paths, parts, tx, learning_rate, layout, mesh,
-          stop_after_step, show_progress, is_writer) -> digest_lib.DigestRecord:
+def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_after_step: int | None,
+          show_progress: bool) -> digest_lib.DigestRecord:
+    """Steps from state.step to the end (or stop_after_step): losses, digests, metrics and checkpoints."""
+    spec, paths = run.spec, run.paths
     total_steps = spec.total_steps
     sequences, length = spec.batch.sequences, spec.batch.sequence_length
     tokens_per_step = sequences * length
     every = spec.checkpoint.every or total_steps
     digest_every = spec.checkpoint.digest_every
     stop = total_steps if stop_after_step is None else max(0, min(total_steps, stop_after_step))
-    batch_sharding = sharding_lib.batch_sharding(mesh)
+    batch_sharding = sharding_lib.batch_sharding(run.mesh)
     step_fn = train_step_lib.compile_train_step(
-        parts.graphdef, tx, learning_rate, layout, batches_lib.abstract_batch(sequences, length), batch_sharding,
-        reduction=numerics.gradient_reduction(spec.mesh))
+        run.parts.graphdef, run.tx, run.learning_rate, run.layout, batches_lib.abstract_batch(sequences, length),
+        batch_sharding, reduction=numerics.gradient_reduction(spec.mesh))
 
-    step = int(state.step)
-    metrics_log = metrics_lib.MetricsLog(paths[run_dir_lib.METRICS], enabled=is_writer)
-    metrics_log.resume_from(step)
-    progress = progress_lib.TrainingProgress(spec.name, total_steps, step, enabled=show_progress)
-
-    def next_batch(s):
+    def next_batch(s: int):
         return batches_lib.place_batch(batches_lib.check_batch(batch_source.batch_at(s), sequences, length, s),
                                        batch_sharding, sequences)
 
+    step = int(state.step)
+    store = checkpoint_lib.Checkpoints(paths[run_dir_lib.CHECKPOINTS], keep=spec.checkpoint.keep,
+                                       total_steps=total_steps)
+    metrics_log = metrics_lib.MetricsLog(paths[run_dir_lib.METRICS], enabled=run.is_writer)
+    metrics_log.resume_from(step)
+    progress = progress_lib.TrainingProgress(spec.name, total_steps, step, enabled=show_progress)
     try:
         batch = next_batch(step) if step < stop else None
         last = time.perf_counter()
@@ -239,13 +268,13 @@ def _loop(spec, run_hash, state, record, batch_source, store, paths, parts, tx, 
                 if step == total_steps:
                     record.final_params_sha256 = params_digest
             if step % every == 0 or step == stop:
-                store.save(state, {"run_hash": run_hash, "step": step, "digest": record.to_json()})
-                metrics_log.flush()
-                if is_writer:
+                store.save(state, {"run_hash": run.request.hash, "step": step, "digest": record.to_json()})
+                if run.is_writer:
                     digest_lib.write_digest(paths[run_dir_lib.DIGEST], record)
     finally:
         progress.close()
         metrics_log.close()
+        store.close()
     return record
 
 
@@ -269,9 +298,10 @@ def _write_spec_json(paths, request: run_dir_lib.RunRequest) -> None:
     })
 
 
-def _write_run_record(paths, request, mesh, layout, resumed_from: int | None) -> None:
+def _write_run_record(run: _Run, resumed_from: int | None) -> None:
     """run.json: how this run's bits were computed, one entry per (re)start of the trainer."""
-    path = paths[run_dir_lib.RUN_RECORD]
+    request, mesh = run.request, run.mesh
+    path = run.paths[run_dir_lib.RUN_RECORD]
     sessions = []
     if path.exists():
         try:
@@ -290,6 +320,6 @@ def _write_run_record(paths, request, mesh, layout, resumed_from: int | None) ->
     digest_lib.write_json_atomically(path, {
         "run_hash": request.hash,
         "name": request.name,
-        "param_shardings": sharding_lib.shardings_report(layout.shardings.params),
+        "param_shardings": sharding_lib.shardings_report(run.layout.shardings.params),
         "sessions": sessions,
     })
