@@ -89,15 +89,36 @@ def state_layout(parts: ModelParts, tx: optax.GradientTransformation, mesh: Mesh
 
 
 def init_params(parts: ModelParts, seed: int, layout: StateLayout):
-    """Freshly initialized params, created directly in their shards.
+    """Freshly initialized params, each drawn directly into its shards.
 
-    With `jax_threefry_partitionable` (pinned by runtime.numerics) the values
-    do not depend on the sharding, so every mesh starts from the same weights.
+    The weight at path p is `initializer(fold_in(key(seed), crc32(p)))`: it
+    depends on the seed and its own path only, not on the order parameters
+    are declared in or on the sharding (`jax_threefry_partitionable`, pinned
+    by runtime.numerics), so every mesh starts from the same weights.
+
+    Why one small jitted draw per parameter instead of one jit of the whole
+    constructor: XLA:CPU compiles the partitionable threefry slowly (seconds
+    for a two-layer model), and per-parameter draws of equal shape share one
+    compiled program across layers and across runs in a process.
     """
-    def make():
-        return nnx.to_pure_dict(nnx.state(model_lib.Transformer(parts.config, nnx.Rngs(params=seed)), nnx.Param))
+    config = parts.config
+    key = jax.random.key(seed)
 
-    return jax.jit(make, out_shardings=layout.shardings.params)()
+    def draw(path, abstract, kind, sharding):
+        path_id = zlib.crc32("/".join(str(getattr(k, "key", k)) for k in path).encode())
+        return _draw(jax.random.fold_in(key, path_id), shape=abstract.shape, dtype=abstract.dtype, kind=kind,
+                     initializer=config.initializer, std=config.init_std, sharding=sharding)
+
+    return jax.tree_util.tree_map_with_path(draw, parts.abstract_params, parts.init_kinds, layout.shardings.params)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype", "kind", "initializer", "std", "sharding"))
+def _draw(key, *, shape, dtype, kind, initializer, std, sharding):
+    if kind == "ones":
+        value = jnp.ones(shape, dtype)
+    else:
+        value = model_lib.weight_initializer(initializer, std)(key, shape, dtype)
+    return jax.lax.with_sharding_constraint(value, sharding)
 
 
 def init_opt_state(tx: optax.GradientTransformation, params, layout: StateLayout):
