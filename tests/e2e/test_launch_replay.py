@@ -2,8 +2,8 @@
 
 CI-sized: the tiny initialization chain (3 runs, 120 steps in all) on the
 built-in corpora, in a temporary store. The spec file is a copy of
-specs/tiny/chain.yaml, so the committed lockfile applies to it (the lock
-module matches a copied spec set by content).
+specs/tiny/chain.yaml, locked here into a temporary lockfile: the lock holds
+this machine's numerics facts, which a launch checks.
 """
 
 from __future__ import annotations
@@ -25,21 +25,32 @@ DATA_ROOT = REPO / ".runix" / "data"
 CHAIN = ("tiny-code", "tiny-code-text", "tiny-cooldown")
 
 
+def lockfile_of(spec: Path) -> Path:
+    return spec.with_suffix(".lock.json")
+
+
 def runix(*args, timeout=600):
-    return run_cli(*args, "--data-root", str(DATA_ROOT), timeout=timeout) if args[0] in ("launch", "replay") \
-        else run_cli(*args, timeout=timeout)
+    """The CLI with this module's data root, and the spec's own lockfile for commands that read one."""
+    extra = []
+    if args[0] in ("launch", "replay", "lock"):
+        extra += ["--data-root", str(DATA_ROOT)]
+    if args[0] in ("launch", "lock", "hash"):
+        extra += ["--lockfile", str(lockfile_of(Path(args[1])))]
+    return run_cli(*args, *extra, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def chain_spec(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("chain")
-    shutil.copy(REPO / "specs" / "tiny" / "chain.yaml", folder / "chain.yaml")
-    return folder / "chain.yaml"
+    spec = tmp_path_factory.mktemp("chain") / "chain.yaml"
+    shutil.copy(REPO / "specs" / "tiny" / "chain.yaml", spec)
+    result = runix("lock", str(spec))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return spec
 
 
 @pytest.fixture(scope="module")
 def hashes(chain_spec) -> dict[str, str]:
-    result = run_cli("hash", str(chain_spec))
+    result = runix("hash", str(chain_spec))
     assert result.returncode == 0, result.stderr
     return {name: digest for digest, name in (line.split("  ") for line in result.stdout.splitlines())}
 
@@ -119,7 +130,8 @@ def test_killed_launch_resumes_to_the_same_bits(built_store, chain_spec, hashes,
     store = tmp_path / "killed-store"
     runix_bin = Path(sys.executable).with_name("runix")
     launcher = subprocess.Popen(
-        [str(runix_bin), "launch", str(chain_spec), "--store", str(store), "--data-root", str(DATA_ROOT)],
+        [str(runix_bin), "launch", str(chain_spec), "--store", str(store), "--data-root", str(DATA_ROOT),
+         "--lockfile", str(lockfile_of(chain_spec))],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     checkpoint = None
@@ -147,7 +159,8 @@ def test_a_failing_run_skips_its_descendants_and_is_named(tmp_path, chain_spec):
     store = tmp_path / "store"
     broken_root = tmp_path / "no-data"  # an empty data root without the Debian packages: preparing fails
     broken_root.mkdir()
-    result = run_cli("launch", str(chain_spec), "--store", str(store), "--data-root", str(broken_root), timeout=300)
+    result = run_cli("launch", str(chain_spec), "--store", str(store), "--data-root", str(broken_root),
+                     "--lockfile", str(lockfile_of(chain_spec)), timeout=300)
     assert result.returncode == 1
     assert "tiny-code failed" in result.stdout and "log:" in result.stdout
     assert "tiny-code-text skipped" in result.stdout and "tiny-cooldown skipped" in result.stdout
