@@ -115,8 +115,11 @@ def ordered_sum(x: jax.Array, mesh: Mesh) -> jax.Array:
 def ordered_sum_tree(tree, mesh: Mesh):
     """`ordered_sum` of every leaf of a pytree through one flat float32 buffer (one all_to_all, one all_gather).
 
-    Leaves are summed in float32 and cast back to their dtype.
+    Leaves are summed in float32 and cast back to their dtype. With one batch
+    shard there is nothing to add and the tree is returned as it is.
     """
+    if math.prod(mesh.shape[axis] for axis in BATCH_AXES) == 1:
+        return tree
     leaves, treedef = jax.tree.flatten(tree)
     flat = jnp.concatenate([leaf.astype(jnp.float32).reshape(-1) for leaf in leaves])
     total = ordered_sum(flat, mesh)
