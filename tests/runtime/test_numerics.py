@@ -60,3 +60,10 @@ def test_environment_drift_names_what_is_not_pinned():
     assert numerics.environment_drift(mesh, environ=pinned) == {}
     drift = numerics.environment_drift(mesh, environ={**pinned, "PJRT_NPROC": "64"})
     assert drift == {"PJRT_NPROC": ("64", pinned["PJRT_NPROC"])}
+
+
+def test_entry_point_imports_no_jax_before_pinning():
+    """python -m runtime must read spec.json and pin the environment before anything imports jax."""
+    code = "import sys, runtime.__main__, runtime.data_source, runtime.digest; print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
