@@ -58,10 +58,15 @@ def test_stop_then_resume_equals_uninterrupted(base, tmp_path):
     partial = train(spec, tmp_path, stop_after_step=6)
     assert not partial.complete and len(partial.losses) == 6
     assert partial.losses == uninterrupted.losses[:6]
+    # What a kill -9 in the middle of saving step 8 would leave: an unfinished temporary directory.
+    unfinished = tmp_path / "checkpoints" / "8.orbax-checkpoint-tmp-1700000000"
+    (unfinished / "state").mkdir(parents=True)
+    (unfinished / "state" / "partial").write_bytes(b"\0" * 64)
     resumed = train(spec, tmp_path)
+    assert not unfinished.exists()
     assert digest_lib.first_difference(resumed, uninterrupted) is None and resumed == uninterrupted
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(12))  # each step once, although steps 4..5 ran... once, and 6.. after resume
+    assert steps == list(range(12))  # each step once
 
 
 def test_built_run_is_not_trained_again(base):
