@@ -10,8 +10,9 @@ nothing to trainable shards quickly. This measures both:
     tokens/s (inputs tokens delivered), called directly and through grain
     (threads, and worker processes measured after their start-up).
 
-`pipeline_tokens_per_second(batch_fn, ...)` is the function to call for a
-ratio against a training step's consumption (tokens/s of the step).
+  * the ratio of pipeline throughput at the tiny specs' shape (8 × 128) to
+    the tokens/s the training step of the tiny model consumes, measured in the
+    same run by benchmarks/bench_runtime.py's child (goal ≥ 20×).
 
     .venv/bin/python benchmarks/bench_data.py                 # fresh temporary root
     .venv/bin/python benchmarks/bench_data.py --root .runix/data   # reuse a root
@@ -99,6 +100,17 @@ def pipeline_tokens_per_second(
             close()
 
 
+def training_tokens_per_second() -> float:
+    """Tokens/s the runtime's training step consumes on the tiny model (bench_runtime's pinned child)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_runtime", REPO / "benchmarks" / "bench_runtime.py")
+    bench_runtime = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_runtime)
+    args = bench_runtime.parse_args(["--models", "tiny", "--windows", "3", "--reps", "1"])
+    return bench_runtime.run_child(args, "pinned")["models"]["tiny"]["runtime_tokens_per_s"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=pathlib.Path, help="data root (default: a fresh temporary one)")
@@ -130,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                 pipeline_tokens_per_second(fn, num_threads=0, num_workers=2),
             ]
             print(f"  {f'{length} x {batch}':<12} " + " ".join(f"{r / 1e6:10.2f} M" for r in rates))
+            if (length, batch) == (128, 8):
+                tiny_pipeline = rates[0]
+        training = training_tokens_per_second()
+        print(f"== pipeline vs training at 8 x 128: pipeline {tiny_pipeline:,.0f} tok/s, training step of the tiny "
+              f"model {training:,.0f} tok/s, ratio {tiny_pipeline / training:.1f}x (goal >= 20x)")
     finally:
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
