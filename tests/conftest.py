@@ -1,7 +1,8 @@
-"""Shared test helpers: a minimal valid run, and the real CLI in a subprocess."""
+"""Shared test helpers: a minimal valid run, and the CLI in this process (`cli`) or in a subprocess (`run_cli`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -47,3 +48,31 @@ def run_cli(*args: str, cwd: pathlib.Path | None = None, env: dict | None = None
         [str(runix), *map(str, args)], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+@dataclasses.dataclass
+class Result:
+    """One `runix` call's exit code and output, named as subprocess.run names them."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`runix ...` in this process (fast): cli(*args, cwd=folder) -> Result. run_cli runs the real entry point."""
+    from compiler.cli import main  # here, so that a test without `cli` never loads the CLI
+
+    def call(*args, cwd):
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("COLUMNS", "200")
+        capsys.readouterr()
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit:
+            code = exit.code
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return call

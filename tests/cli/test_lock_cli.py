@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 
 import pytest
 
-from compiler.cli import main
 from tests.conftest import run_cli
-
-
-@dataclasses.dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """`runix ...` in this process (fast); a few tests below use the real entry point (run_cli)."""
-
-    def call(*args, cwd):
-        monkeypatch.chdir(cwd)
-        monkeypatch.setenv("COLUMNS", "200")
-        capsys.readouterr()
-        try:
-            code = main([str(arg) for arg in args])
-        except SystemExit as exit:
-            code = exit.code
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return call
 
 
 SPEC = """\

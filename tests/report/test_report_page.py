@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import html.parser
 import json
 import os
@@ -12,7 +11,6 @@ import sys
 
 import pytest
 
-from compiler.cli import main
 from tests.conftest import REPO
 from tests.report.conftest import BUILDING, BUILT
 
@@ -119,29 +117,6 @@ def test_a_failed_render_keeps_the_previous_report(tiny_report_data, tmp_path, m
         write_report(tiny_report_data, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporary folder left behind
-
-
-@dataclasses.dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    def call(*args, cwd):
-        monkeypatch.chdir(cwd)
-        monkeypatch.setenv("COLUMNS", "200")
-        capsys.readouterr()
-        try:
-            code = main([str(arg) for arg in args])
-        except SystemExit as exit:
-            code = exit.code
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return call
 
 
 def test_cli_writes_to_runix_report_by_default_and_replaces_its_own_report(tiny_project, cli):
