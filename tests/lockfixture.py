@@ -11,11 +11,16 @@ that edits or writes specs locks them first, in one of two ways:
 * `with_file_inputs(text, data)` + `lock(paths)`: point a spec's sources and
   tokenizer at small local files and lock them for real, offline and without
   token counts (`runix lock --offline --no-token-counts`: hashing a few files).
+
+A test that calls compiler.lock.build_lock itself, with no I/O at all, passes
+`FixedResolver()` and `FIXED_ENVIRONMENT`: every digest derived from its URI,
+one environment on every machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import pathlib
@@ -25,10 +30,26 @@ from collections.abc import Sequence
 from compiler.lock import (
     Lock, default_lockfile, read_lock, relative_spec_paths, spec_record, spec_set_root, write_lock,
 )
+from compiler.resolve_inputs import Resolution
 from compiler.specset import load_spec_set
 from tests.conftest import REPO
 
 TINY_LOCK = REPO / "lockfiles" / "tiny.lock.json"
+
+FIXED_ENVIRONMENT = {"runtime": {"python": "3.11.7", "jax": "0.10.2"}, "numerics": {"cpu": {"isa": ["avx2"]}}}
+
+
+class FixedResolver:
+    """Each source and tokenizer locked to a digest of its URI (and vocab size); no token counts."""
+
+    def source(self, uri):
+        return Resolution(locked={"type": "fixed", "digest": hashlib.sha256(uri.encode()).hexdigest()})
+
+    def tokenizer(self, uri, vocab_size):
+        return Resolution(locked={"type": "fixed", "digest": hashlib.sha256(f"{uri}{vocab_size}".encode()).hexdigest()})
+
+    def token_count(self, *args):
+        return None
 
 
 def lock_like(paths: Sequence[str | os.PathLike[str]], shipped: pathlib.Path = TINY_LOCK,

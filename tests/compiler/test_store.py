@@ -17,31 +17,18 @@ import pytest
 
 from compiler.lock import build_lock
 from compiler.problems import SpecError
-from compiler.resolve_inputs import Resolution
 from compiler.spec import RunSpec
 from compiler.specset import compile_documents, read_documents
 from compiler.store import Store, StoreError
 from compiler.store_layout import COMPLETE_FILE, MANIFEST_FILE, SPEC_FILE
 from tests.conftest import REPO
-
-ENV = {"runtime": {"python": "3.11.7", "jax": "0.10.2"}, "numerics": {"cpu": {"isa": ["avx2"]}}}
-
-
-class FixedResolver:
-    def source(self, uri):
-        return Resolution(locked={"type": "fixed", "digest": hashlib.sha256(uri.encode()).hexdigest()})
-
-    def tokenizer(self, uri, vocab_size):
-        return Resolution(locked={"type": "fixed", "digest": hashlib.sha256(f"{uri}{vocab_size}".encode()).hexdigest()})
-
-    def token_count(self, *args):
-        return None
+from tests.lockfixture import FIXED_ENVIRONMENT, FixedResolver
 
 
 def locked_tiny():
     """specs/tiny hashed under a fixed lock: (runs by name, lock)."""
     documents = read_documents([REPO / "specs" / "tiny"])
-    lock = build_lock(compile_documents(documents), ("specs/tiny",), FixedResolver(), ENV)
+    lock = build_lock(compile_documents(documents), ("specs/tiny",), FixedResolver(), FIXED_ENVIRONMENT)
     return compile_documents(documents, lock.inputs_for).by_name(), lock
 
 

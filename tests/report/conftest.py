@@ -6,9 +6,9 @@ run's lock entries; metrics.jsonl lines are written as runtime.train writes
 them; digest.json by runtime.digest itself. Update it here when those formats
 change.
 
-The lock is built with a fixed resolver (as tests/compiler/test_store.py does)
-into the temporary project, so these tests need no corpora and do not depend
-on the repository's lockfile being fresh.
+The lock is built with tests.lockfixture's fixed resolver and environment (as
+tests/compiler/test_store.py does) into the temporary project, so these tests
+need no corpora and do not depend on the repository's lockfile being fresh.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 
 from compiler.lock import build_lock, default_lockfile, load_locked_spec_set, write_lock
-from compiler.resolve_inputs import Resolution
 from compiler.specset import load_spec_set
 from compiler.store import Store
 from runtime import digest as digest_lib
 from tests.conftest import REPO
+from tests.lockfixture import FIXED_ENVIRONMENT, FixedResolver
 
 TOKENS_PER_S = 20480.0  # 1024 tokens per step → 0.05 s per step
 BUILT = ("tiny-code", "tiny-code-text", "tiny-cooldown", "tiny-sweep-code0", "tiny-sweep-code50")
@@ -38,18 +38,6 @@ REPLAYS = {  # tiny-code: in the store's log, as `runix replay` appends it; tiny
     "tiny-sweep-code0": [{"identical": True, "steps": None},
                          {"identical": False, "steps": [10, 30], "first_difference": "step 17: loss differs"}],
 }
-ENVIRONMENT = {"runtime": {"python": "3.11.7", "jax": "0.10.2"}, "numerics": {"cpu": {"isa": ["avx2"]}}}
-
-
-class FixedResolver:
-    def source(self, uri):
-        return Resolution(locked={"type": "fixed", "digest": hashlib.sha256(uri.encode()).hexdigest()})
-
-    def tokenizer(self, uri, vocab_size):
-        return Resolution(locked={"type": "fixed", "digest": hashlib.sha256(f"{uri}{vocab_size}".encode()).hexdigest()})
-
-    def token_count(self, *args):
-        return None
 
 
 def loss_at(name: str, step: int) -> float:
@@ -71,7 +59,7 @@ def build_tiny_project(root: pathlib.Path) -> TinyProject:
     (root / "pyproject.toml").write_text("")
     shutil.copytree(REPO / "specs" / "tiny", root / "specs" / "tiny")
     specs = root / "specs" / "tiny"
-    write_lock(default_lockfile([specs]), build_lock(load_spec_set([specs]), ("specs/tiny",), FixedResolver(), ENVIRONMENT))
+    write_lock(default_lockfile([specs]), build_lock(load_spec_set([specs]), ("specs/tiny",), FixedResolver(), FIXED_ENVIRONMENT))
     locked = load_locked_spec_set([specs])
     store = Store(str(root / ".runix" / "store"))
     runs = {run.name: run for run in locked.spec_set.runs}
