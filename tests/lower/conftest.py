@@ -16,21 +16,12 @@ from xmanager.xm import core, job_operators
 from xmanager.xm_local import registry
 
 from compiler.specset import load_spec_set
+from tests.conftest import MINIMAL_RUN
 
-BASE_RUN = """\
-  - name: base
-    abstract: true
-    model: {preset: tiny}
-    batch: {sequences: 256, sequence_length: 128}
-    steps: 10
-    data:
-      sources:
-        code: {uri: "builtin://code", role: code, share: 1.0}
-    schedule:
-      phases:
-        - {kind: warmup, length: 2, peak: 1e-3}
-        - {kind: cosine, floor: 1e-4}
-"""
+# tests.conftest's minimal run as an abstract base, with a global batch that 256 fsdp chips divide.
+BASE_RUN = (MINIMAL_RUN.removeprefix("runs:\n")
+            .replace("  - name: base\n", "  - name: base\n    abstract: true\n")
+            .replace("sequences: 8,", "sequences: 256,"))
 
 CLUSTER_RUNS = BASE_RUN + """\
   - name: v5e-pod
