@@ -1,1 +1,1 @@
-"""One module per `runix` subcommand (see compiler.cli.COMMANDS)."""
+"""One module per `runix` subcommand (see compiler.cli.COMMANDS); `common` holds what several share."""

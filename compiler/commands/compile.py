@@ -28,11 +28,11 @@ is the contract that it never will.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
 
+from compiler.commands.common import mfu_fraction, shown_path
 from compiler.lock import LockedSpecSet, load_locked_spec_set, project_root
 
 
@@ -47,19 +47,9 @@ def register(subparsers) -> None:
                         help="lockfile of the spec set (default: <project>/lockfiles/<name>.lock.json)")
     parser.add_argument("--store", metavar="URL",
                         help="store whose built runs cost nothing (fsspec URL; default: <project>/.runix/store)")
-    parser.add_argument("--mfu", type=_mfu, metavar="X",
+    parser.add_argument("--mfu", type=mfu_fraction, metavar="X",
                         help="model-FLOPs utilization to assume for every run, in (0, 1] (default: per accelerator)")
     parser.set_defaults(func=run)
-
-
-def _mfu(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]; MFU is a fraction of peak, e.g. 0.45")
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,14 +83,6 @@ def load_inputs(args) -> Inputs:
 def _input_key(u) -> tuple[str, str]:
     """("source" or "tokenizer", URI): one input, whichever name a run gives the source."""
     return u.what.split()[0], u.uri
-
-
-def _shown_path(path: pathlib.Path) -> str:
-    """A path relative to the working folder when it is under it (lockfiles/tiny.lock.json)."""
-    try:
-        return str(path.resolve().relative_to(pathlib.Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _built_hashes(url: str) -> frozenset[str]:
@@ -205,7 +187,7 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
                          f"run{'s' if users[kind, uri] != 1 else ''}")
     else:
         notes.append("inputs: every input of every run is locked to its content.")
-    lockfiles = ", ".join(_shown_path(path) for path in (inputs.locked.lockfiles or (inputs.locked.lockfile,)))
+    lockfiles = ", ".join(shown_path(path) for path in (inputs.locked.lockfiles or (inputs.locked.lockfile,)))
     store = f"{inputs.store_url} ({totals.built} of these runs built)" if inputs.store_found else \
         f"{inputs.store_url} (no such folder: nothing is built)"
     notes.append(f"lock: {lockfiles}; store: {store}.")

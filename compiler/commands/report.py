@@ -21,9 +21,10 @@ the ones in the store; a missing or stale lock is bad input (exit 2).
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
+
+from compiler.commands.common import mfu_fraction, shown_path
 
 DEFAULT_OUT = "runix-report"
 
@@ -38,19 +39,9 @@ def register(subparsers) -> None:
                         help=f"folder to write (replaced whole); default: ./{DEFAULT_OUT}/<spec-set-name>/")
     parser.add_argument("--lockfile", metavar="FILE",
                         help="lockfile of the spec set (default: <project>/lockfiles/<name>.lock.json)")
-    parser.add_argument("--mfu", type=_mfu, metavar="X",
+    parser.add_argument("--mfu", type=mfu_fraction, metavar="X",
                         help="model-FLOPs utilization for the chip-hour estimates, in (0, 1] (default: per accelerator)")
     parser.set_defaults(func=run)
-
-
-def _mfu(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]; MFU is a fraction of peak, e.g. 0.45")
-    return value
 
 
 def spec_set_name(paths) -> str:
@@ -74,18 +65,10 @@ def run(args, console) -> int:
     check_output_folder(pathlib.Path(os.path.abspath(out)))  # before any work: bad --out is exit 2
     store = open_store(args.store, pathlib.Path(args.paths[0]))
     data = collect(locked.spec_set, store, spec_set_name=name, paths=[str(p) for p in args.paths],
-                   lockfile=_shown(locked.lockfile), mfu=args.mfu)
+                   lockfile=shown_path(locked.lockfile), mfu=args.mfu)
     index = write_report(data, out)
     built = sum(r.built for r in data.rows)
     figures = sorted(p.name for p in index.parent.glob("*.png"))
     console.print(Text(f"report of {name}: {len(data.rows)} runs, {built} built, {len(figures)} figures"))
     console.print(Text(f"wrote {index}"), soft_wrap=True)
     return 0
-
-
-def _shown(path: pathlib.Path) -> str:
-    """The lockfile relative to the current folder when it is below it (the page shows no home paths needlessly)."""
-    try:
-        return str(pathlib.Path(path).resolve().relative_to(pathlib.Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
