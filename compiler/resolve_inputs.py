@@ -90,6 +90,7 @@ def files_digest(files: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def sha256_stream(open_file: Callable[[], Any]) -> tuple[str, int]:
+    """(hex sha256, size in bytes) of what `open_file()` opens, read in 1 MiB chunks (lockfiles and store manifests)."""
     digest = hashlib.sha256()
     size = 0
     with open_file() as f:

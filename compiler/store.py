@@ -56,6 +56,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from compiler.problems import Location, Problem, SpecError
+from compiler.resolve_inputs import sha256_stream
 from compiler.store_layout import (
     BUILDING_DIR, COMPLETE_FILE, DERIVATIONS_DIR, HASH_PREFIX, LOCK_FILE, LOCKS_DIR, MANIFEST_FILE, NOT_IN_MANIFEST, PLAN_FILE,
     SPEC_FILE, STORE_FORMAT, TRASH_DIR, UnsafePath, check_hash, entry_name, parse_entry_name, safe_relative,
@@ -64,8 +65,6 @@ from compiler.store_layout import (
 
 DEFAULT_STORE = ".runix/store"
 """Relative to the project root (compiler.lock.project_root); `--store URL` overrides it."""
-
-_CHUNK = 1 << 20
 
 
 class StoreError(SpecError):
@@ -284,7 +283,7 @@ class Store:
             local = target / safe_relative(rel)
             local.parent.mkdir(parents=True, exist_ok=True)
             self.fs.get_file(posixpath.join(path, rel), str(local))
-            sha, size = _sha256_stream(lambda: open(local, "rb"))
+            sha, size = sha256_stream(lambda: open(local, "rb"))
             if sha != expected.get("sha256") or size != expected.get("size"):
                 shutil.rmtree(target, ignore_errors=True)
                 raise StoreError(path, f"{rel}: content differs from the manifest; the entry is tampered or damaged")
@@ -338,7 +337,7 @@ class Store:
             if rel not in on_disk:
                 problems.append(f"{rel}: missing")
                 continue
-            sha, size = _sha256_stream(lambda: self.fs.open(posixpath.join(path, rel), "rb"))
+            sha, size = sha256_stream(lambda: self.fs.open(posixpath.join(path, rel), "rb"))
             if not isinstance(expected, dict) or sha != expected.get("sha256") or size != expected.get("size"):
                 want = expected if isinstance(expected, dict) else {}
                 problems.append(f"{rel}: content differs from the manifest (sha256 {sha[:16]}…, {size} bytes; "
@@ -729,17 +728,6 @@ def _derivation_problem(run_hash: str, name: str, spec: Any, lock: Any) -> str |
     return None
 
 
-
-def _sha256_stream(open_file) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open_file() as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _local_manifest(folder: pathlib.Path) -> dict[str, dict[str, Any]]:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink()):
@@ -748,7 +736,7 @@ def _local_manifest(folder: pathlib.Path) -> dict[str, dict[str, Any]]:
             continue
         if path.is_symlink():
             raise StoreError(str(path), "store entries may not contain symbolic links")
-        sha, size = _sha256_stream(lambda: open(path, "rb"))
+        sha, size = sha256_stream(lambda: open(path, "rb"))
         files[rel] = {"sha256": sha, "size": size}
     return files
 
