@@ -7,14 +7,14 @@ inputs of every run's hash, exactly like data digests. They are read once by
 hermetic and only reads what the lockfile recorded.
 
 Package versions come from installed distribution metadata
-(importlib.metadata), never by importing the packages: the compiler must
-not pay for, or depend on, importing jax.
+(importlib.metadata, through runtime.numerics, which imports no jax), never
+by importing the packages: the compiler must not pay for, or depend on,
+importing jax.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 import platform
 from collections.abc import Mapping
@@ -30,14 +30,14 @@ CPU_ISA_FLAGS = (
 """/proc/cpuinfo flags that decide which kernels XLA:CPU may emit (x86 and arm)."""
 
 def runtime_versions() -> dict[str, str | None]:
-    """{"python": "3.11.7", "jax": "0.10.2", ...}; None for a package not installed."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in RUNTIME_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+    """{"python": "3.11.7", "jax": "0.10.2", ...}; None for a package not installed.
+
+    The versions are read the way the runtime reads them,
+    runtime.numerics.package_versions (pure Python, distribution metadata only).
+    """
+    from runtime.numerics import package_versions
+
+    return {"python": platform.python_version(), **package_versions(RUNTIME_PACKAGES)}
 
 
 def numerics_facts(mesh: Any = None) -> dict[str, Any]:
