@@ -131,3 +131,18 @@ class SyntheticBatches:
             start, doc = end, doc + 1
         return {"inputs": tokens_Lp1[:-1], "targets": tokens_Lp1[1:], "loss_mask": loss_mask_L,
                 "segment_ids": segment_L, "positions": positions_L}
+
+
+def grain_batches(batch_source: BatchSource, start: int, stop: int, prefetch: int = 2):
+    """Batches start..stop-1 through a grain pipeline that computes the next ones in a background thread.
+
+    grain reads `batch_at(step)` for each step in order (a MapDataset over the
+    step range), so the stream is exactly f(start), f(start+1), … whatever the
+    thread count; a resume simply starts the range at the checkpoint's step.
+    """
+    import grain  # noqa: PLC0415 (imported only by the trainer)
+
+    if stop <= start:
+        return iter(())
+    steps = grain.MapDataset.range(start, stop).map(batch_source.batch_at)
+    return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)))

@@ -5,7 +5,8 @@ tests call it. It is written so that the digest record of a run depends only
 on the spec, the data and the pinned numerics (runtime.numerics), never on
 where it stopped and resumed:
 
-  * batch s is `batch_source.batch_at(s)`, a pure function of the step;
+  * batch s is `batch_source.batch_at(s)`, a pure function of the step,
+    read ahead by a grain pipeline over the step range (runtime.batches);
   * every checkpoint holds the full state (params, optimizer, step, PRNG key)
     and the digest record so far, and a resumed run continues from exactly
     that record;
@@ -234,11 +235,13 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
         run.parts.graphdef, run.tx, run.learning_rate, run.layout, batches_lib.abstract_batch(sequences, length),
         batch_sharding, reduction=numerics.gradient_reduction(spec.mesh))
 
+    step = int(state.step)
+    stream = batches_lib.grain_batches(batch_source, step, stop)  # grain-fed: the next batches are read ahead
+
     def next_batch(s: int):
-        return batches_lib.place_batch(batches_lib.check_batch(batch_source.batch_at(s), sequences, length, s),
+        return batches_lib.place_batch(batches_lib.check_batch(next(stream), sequences, length, s),
                                        batch_sharding, sequences)
 
-    step = int(state.step)
     store = checkpoint_lib.Checkpoints(paths[run_dir_lib.CHECKPOINTS], keep=spec.checkpoint.keep,
                                        total_steps=total_steps)
     metrics_log = metrics_lib.MetricsLog(paths[run_dir_lib.METRICS], enabled=run.is_writer)
