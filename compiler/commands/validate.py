@@ -22,6 +22,7 @@ def run(args, console) -> int:
         parent = spec.parent_ref or "scratch"
         steps = spec.total_steps
         table.add_row(spec.name, parent if len(parent) < 20 else parent[:12] + "…", f"{steps:,}",
-                      f"{steps * spec.tokens_per_step:,}", ", ".join(sorted(spec.data.sources)))
+                      f"{steps * spec.tokens_per_step:,}",
+                      ", ".join(sorted(name for name, src in spec.data.sources.items() if (src.tokens or src.share))))
     console.print(table)
     return 0
