@@ -21,7 +21,7 @@ import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
-RUN_BUILT, RUN_CACHED, RUN_FAILED, RUN_SKIPPED = "built", "cached", "failed", "skipped"
+RUN_BUILT, RUN_FAILED, RUN_SKIPPED = "built", "failed", "skipped"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +36,8 @@ class LaunchItem:
 
 @dataclasses.dataclass
 class LaunchOutcome:
-    status: dict[str, str] = dataclasses.field(default_factory=dict)  # hash → built|cached|failed|skipped
+    status: dict[str, str] = dataclasses.field(default_factory=dict)  # hash → built|failed|skipped
     reasons: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return any(status in (RUN_FAILED, RUN_SKIPPED) for status in self.status.values())
 
 
 def configure_xmanager(db_dir: pathlib.Path) -> None:
