@@ -4,7 +4,10 @@ Why here and not in runtime.data: this is where a run's spec meets the data
 root: each `builtin://` source becomes its prepared corpus, the run's BPE
 tokenizer and the token shard of the two, and, when the run directory holds
 the lock (`lock.json`, as a store build folder does), each digest is checked
-against the lock before a single batch is read. A run never trains on data
+against the lock before a single batch is read. Any other source (fsspec
+paths, `tfds://` datasets) is read from the files its lock entry lists, each
+checked against its locked sha256 first (runtime.data.external), so those
+need the lock; their shards use the same built-in tokenizer. A run never trains on data
 other than what its hash names; a mismatch is a BadInput that says which
 input drifted.
 
@@ -55,11 +58,9 @@ def for_run(
     from runtime.data import batches, corpora, shards, tokenizer  # noqa: PLC0415 (heavy: tfds, tokenizers)
     from runtime.data.builtin_corpora import builtin_names  # noqa: PLC0415
 
+    from runtime.data import external  # noqa: PLC0415
+
     root = Path(data_root) if data_root is not None else default_data_root()
-    unsupported = [f"{name} ({src.uri})" for name, src in sorted(spec.data.sources.items())
-                   if not src.uri.startswith(BUILTIN)]
-    if unsupported:
-        raise BadInput("the runtime reads built-in sources only (builtin://...); not yet: " + ", ".join(unsupported))
     if spec.data.tokenizer != f"{BUILTIN}bpe":
         raise BadInput(f"the runtime knows only the built-in tokenizer builtin://bpe, not {spec.data.tokenizer}")
     locked_sources = (lock_entries or {}).get("sources", {})
@@ -69,6 +70,14 @@ def for_run(
         _check_digest("tokenizer", artifact.digest, (lock_entries or {}).get("tokenizer"))
         sources = []
         for name, src in sorted(spec.data.sources.items()):
+            if not src.uri.startswith(BUILTIN):
+                locked = _external_lock(name, src.uri, lock_entries)
+                try:
+                    shard = external.build_external_shard(name, src.uri, locked, artifact, root)
+                except external.SourceIntegrityError as e:
+                    raise BadInput(str(e)) from None
+                sources.append(batches.MixtureSource(name, shard, int(src.tokens), int(src.max_repeats)))
+                continue
             corpus = src.uri[len(BUILTIN):]
             if corpus not in manifests:
                 raise BadInput(f"source {name}: unknown built-in corpus {src.uri}; known: "
@@ -96,3 +105,18 @@ def _check_digest(what: str, actual: str, entry: Mapping[str, Any] | None) -> No
     if locked != actual:
         raise BadInput(f"{what}: the prepared data has digest {actual}, but the run's lock says {locked}; "
                        "the data drifted since `runix lock` (relock, or prepare the locked data)")
+
+
+def _external_lock(name: str, uri: str, lock_entries: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The locked record of a non-built-in source: the runtime reads exactly the files it lists."""
+    entry = ((lock_entries or {}).get("sources") or {}).get(name)
+    if entry is None:
+        raise BadInput(f"source {name} ({uri}) is read from the files its lock entry lists, but the run directory "
+                       f"has no lock ({LOCK_FILE}) with it; launch the run through `runix launch` after `runix lock`")
+    locked = entry.get("locked")
+    if not locked:
+        raise BadInput(f"source {name} ({uri}) is unresolved in the run's lock ({entry.get('unresolved')}); "
+                       "run `runix lock` first")
+    if (entry.get("original") or {}).get("uri", uri) != uri:
+        raise BadInput(f"source {name}: the run's lock is for {entry['original']['uri']}, the spec names {uri}")
+    return locked
