@@ -64,6 +64,7 @@ from compiler.store_layout import (
 )
 
 DEFAULT_STORE = ".runix/store"
+DEFAULT_DATA_ROOT = ".runix/data"
 """Relative to the project root (compiler.lock.project_root); `--store URL` overrides it."""
 
 
@@ -109,6 +110,11 @@ class Build:
 
 def default_store_url(project_root: pathlib.Path | None) -> str:
     return str((project_root or pathlib.Path.cwd()) / DEFAULT_STORE)
+
+
+def default_data_root(project_root: pathlib.Path | None) -> pathlib.Path:
+    """Where `runix lock` prepares built-in data and where launch and replay read it."""
+    return (project_root or pathlib.Path.cwd()) / DEFAULT_DATA_ROOT
 
 
 class Store:

@@ -32,7 +32,9 @@ LOCK_FILE = "lock.json"
 
 def default_data_root() -> Path:
     """Where `runix lock` prepares data by default: <project>/.runix/data (the working directory's)."""
-    return Path.cwd() / ".runix" / "data"
+    from compiler.store import default_data_root as project_data_root  # noqa: PLC0415
+
+    return project_data_root(None)
 
 
 def read_lock_entries(run_dir: str | os.PathLike[str]) -> Mapping[str, Any] | None:

@@ -37,6 +37,7 @@ def run(args, console) -> int:
     from compiler.commands.store import open_store
     from compiler.lock import environment_drift, load_locked_spec_set, project_root, require_fully_resolved
     from compiler.plan import plan
+    from compiler.store import default_data_root
 
     locked = load_locked_spec_set(args.paths, args.lockfile)
     runs = locked.spec_set.runs
@@ -64,8 +65,7 @@ def run(args, console) -> int:
     for compiled in todo:
         store.register(compiled, locked.lock.entries_for(compiled), priced[compiled.hash])
 
-    root = project_root(pathlib.Path.cwd()) or pathlib.Path.cwd()
-    data_root = args.data_root or str(root / ".runix" / "data")
+    data_root = args.data_root or str(default_data_root(project_root(pathlib.Path.cwd())))
     if args.target == "gke":
         return _launch_gke(args, todo, store, console)
     return _launch_local(args, todo, store, data_root, console)

@@ -24,6 +24,7 @@ from compiler.lock import (
 )
 from compiler.problems import Location, Problem, SpecError
 from compiler.specset import compile_documents, read_documents
+from compiler.store import default_data_root
 
 EXIT_DRIFT = 1
 
@@ -66,7 +67,7 @@ def run(args, console) -> int:
             raise SpecError(problems)
 
     options = ResolveOptions(
-        data_root=pathlib.Path(args.data_root) if args.data_root else root / ".runix" / "data",
+        data_root=pathlib.Path(args.data_root) if args.data_root else default_data_root(root),
         tfds_data_dir=pathlib.Path(args.tfds_data_dir) if args.tfds_data_dir else None,
         offline=args.offline,
         remote_timeout=args.remote_timeout,

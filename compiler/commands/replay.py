@@ -64,7 +64,7 @@ def parse_steps(text: str | None, total: int, checkpoints: list[int]) -> StepRan
 def run(args, console) -> int:
     from compiler.commands.store import open_store
     from compiler.lock import project_root
-    from compiler.store import StoreError
+    from compiler.store import StoreError, default_data_root
     from runtime.digest import first_difference, read_digest
 
     store = open_store(args.store)
@@ -90,8 +90,7 @@ def run(args, console) -> int:
         except StoreError as err:
             raise SpecError([Problem(Location(store.url), "", f"parent {parent_hash[:12]} is needed to replay {name}: {err}")])
 
-    root = project_root(pathlib.Path.cwd()) or pathlib.Path.cwd()
-    data_root = args.data_root or str(root / ".runix" / "data")
+    data_root = args.data_root or str(default_data_root(project_root(pathlib.Path.cwd())))
     console.print(f"replaying [bold]{name}[/] ({run_hash[:12]}) steps {steps.start}..{steps.stop - 1}"
                   + (f" from checkpoint {steps.resume_from}" if steps.resume_from else " from the start"))
     with tempfile.TemporaryDirectory(prefix="runix-replay-") as scratch:
