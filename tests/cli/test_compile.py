@@ -31,12 +31,18 @@ NESTED_KEYS = {
     "memory_per_chip": ["params", "grads", "optimizer", "activations", "loss", "gather", "total", "capacity",
                         "fraction", "remat", "cross_entropy", "attention"],
 }
+def compile_repo_specs(*args, tmp_path):
+    """`runix compile` on the repository's spec sets against an empty store, so a
+    developer's own .runix/store (e.g. after `make demo`) cannot change what is built."""
+    return run_cli("compile", *args, "--store", str(tmp_path / "empty-store"))
+
+
 TOTALS_KEYS = ["runs", "to_build", "built", "tokens", "flops", "chip_hours", "wall_hours", "critical_path_hours",
                "unresolved"]
 
 
-def test_dry_run_table_of_the_tiny_specs():
-    result = run_cli("compile", "specs/tiny", "--dry-run")
+def test_dry_run_table_of_the_tiny_specs(tmp_path):
+    result = compile_repo_specs("specs/tiny", "--dry-run", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     rows = [line for line in out.splitlines() if "tiny-" in line and "│" in line]
@@ -52,14 +58,14 @@ def test_dry_run_table_of_the_tiny_specs():
     assert "lock: lockfiles/tiny.lock.json; store: " in out
 
 
-def test_hashes_are_runix_hash_s():
+def test_hashes_are_runix_hash_s(tmp_path):
     hashes = run_cli("hash", "specs/tiny")
     assert hashes.returncode == 0, hashes.stderr
     expected = dict(reversed(line.split("  ")) for line in hashes.stdout.splitlines())
-    result = run_cli("compile", "specs/tiny", "--json")
+    result = compile_repo_specs("specs/tiny", "--json", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert {run["name"]: run["hash"] for run in json.loads(result.stdout)["runs"]} == expected
-    table = run_cli("compile", "specs/tiny", "--dry-run").stdout
+    table = compile_repo_specs("specs/tiny", "--dry-run", tmp_path=tmp_path).stdout
     for name, run_hash in expected.items():
         assert re.search(rf"{run_hash[:12]} │ {name} ", table), name
 
@@ -180,8 +186,8 @@ def test_runs_with_unresolved_inputs_are_priced_and_marked(tmp_path):
     assert by_name["with-web"]["chip_hours"] > 0 and data["totals"]["unresolved"] == 1
 
 
-def test_the_real_scale_recipe_is_priced_with_its_unresolved_inputs():
-    result = run_cli("compile", "specs/to_code", "--dry-run")
+def test_the_real_scale_recipe_is_priced_with_its_unresolved_inputs(tmp_path):
+    result = compile_repo_specs("specs/to_code", "--dry-run", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "total: 64 to build" in out and "│ 64 runs " in out
@@ -209,15 +215,15 @@ def test_a_batch_the_mesh_cannot_split_exits_2(write_spec):
     assert "6 sequences do not split over data × fsdp = 4 ways" in result.stderr
 
 
-def test_mfu_override_is_used_and_printed():
-    result = run_cli("compile", "specs/tiny", "--dry-run", "--mfu", "0.6")
+def test_mfu_override_is_used_and_printed(tmp_path):
+    result = compile_repo_specs("specs/tiny", "--dry-run", "--mfu", "0.6", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "MFU assumed: 0.6 for every run" in result.stdout
     assert run_cli("compile", "specs/tiny", "--mfu", "1.5").returncode == 2
 
 
-def test_json_keys_are_stable_and_documented():
-    result = run_cli("compile", "specs/tiny", "--json")
+def test_json_keys_are_stable_and_documented(tmp_path):
+    result = compile_repo_specs("specs/tiny", "--json", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert list(data) == TOP_KEYS
