@@ -89,35 +89,55 @@ def expand_documents(documents: Sequence[Document]) -> list[RawRun]:
         by_name[entry.name] = entry
 
     resolved: dict[str, tuple[dict[str, Any], dict[Path, Location]]] = {}
+    failed: set[str] = set()
+    cycles: set[frozenset[str]] = set()
 
-    def resolve(name: str, chain: tuple[str, ...]) -> tuple[dict[str, Any], dict[Path, Location]] | None:
+    def resolve(name: str) -> tuple[dict[str, Any], dict[Path, Location]] | None:
+        """The entry merged onto its `extends` chain; None (with a problem) for a cycle or an unknown base.
+
+        Iterative, so a chain of any length costs no Python recursion: walk up
+        to a resolved base (or the root), then merge back down.
+        """
         if name in resolved:
             return resolved[name]
-        entry = by_name[name]
-        if entry.extends is None:
-            resolved[name] = (entry.data, entry.origins)
-            return resolved[name]
-        if entry.extends in chain:
-            cycle = " → ".join(chain[chain.index(entry.extends):] + (entry.extends,))
-            problems.append(Problem(entry.origins.get(("extends",), entry.entry), f"runs[{name}].extends", f"extends cycle: {cycle}"))
-            return None
-        if entry.extends not in by_name:
-            problems.append(Problem(
-                entry.origins.get(("extends",), entry.entry), f"runs[{name}].extends",
-                f"extends unknown run {entry.extends!r}{_did_you_mean(entry.extends, by_name)}",
-            ))
-            return None
-        base = resolve(entry.extends, chain + (name,))
-        if base is None:
-            return None
-        base_data, base_origins = base
-        data = deep_merge({k: v for k, v in base_data.items() if k != "name"}, entry.data)
-        resolved[name] = (data, {**base_origins, **entry.origins})
+        chain = [name]
+        while True:
+            entry = by_name[chain[-1]]
+            base = entry.extends
+            if name in failed or base in failed:
+                failed.update(chain)
+                return None
+            if base is None or base in resolved:
+                break
+            if base in chain:
+                cycle = chain[chain.index(base):] + [base]  # in extends order: a → b → a
+                if frozenset(cycle) not in cycles:  # one problem per cycle, at the extends that closes it
+                    cycles.add(frozenset(cycle))
+                    problems.append(Problem(entry.origins.get(("extends",), entry.entry), f"runs[{entry.name}].extends",
+                                            f"extends cycle: {' → '.join(cycle)}"))
+                failed.update(chain)
+                return None
+            if base not in by_name:
+                problems.append(Problem(
+                    entry.origins.get(("extends",), entry.entry), f"runs[{entry.name}].extends",
+                    f"extends unknown run {base!r}{_did_you_mean(base, by_name)}",
+                ))
+                failed.update(chain)
+                return None
+            chain.append(base)
+        for link in reversed(chain):
+            entry = by_name[link]
+            if entry.extends is None:
+                resolved[link] = (entry.data, entry.origins)
+            else:
+                base_data, base_origins = resolved[entry.extends]
+                data = deep_merge({k: v for k, v in base_data.items() if k != "name"}, entry.data)
+                resolved[link] = (data, {**base_origins, **entry.origins})
         return resolved[name]
 
     runs: list[RawRun] = []
     for entry in by_name.values():
-        result = resolve(entry.name, (entry.name,))
+        result = resolve(entry.name)
         if result is None or entry.abstract:
             continue
         data, origins = result

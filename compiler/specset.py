@@ -138,23 +138,31 @@ def _hashed(resolved: Sequence[tuple[RunSpec, Location]], inputs_for: InputsFor 
     by_name = {spec.name: (spec, location) for spec, location in resolved}
     compiled: dict[str, CompiledRun] = {}
 
-    def build(name: str) -> CompiledRun:
-        if name in compiled:
-            return compiled[name]
-        spec, location = by_name[name]
-        parent_hash = parent_name = None
-        if isinstance(spec.init, ParentInit):
-            if spec.init.run is not None:
-                parent_name = spec.init.run
-                parent_hash = build(parent_name).hash
-            else:
-                parent_hash = spec.init.hash
-        inputs = inputs_for(spec) if inputs_for else None
-        compiled[name] = CompiledRun(spec, run_hash(spec, parent_hash, inputs), parent_hash, parent_name, location)
-        return compiled[name]
+    def build(name: str) -> None:
+        # Iterative: walk up the initialization chain to a hashed (or scratch) ancestor, then hash down,
+        # so a chain of any length costs no Python recursion. Validation has ruled out cycles.
+        chain = [name]
+        while True:
+            spec = by_name[chain[-1]][0]
+            parent = spec.init.run if isinstance(spec.init, ParentInit) else None
+            if parent is None or parent in compiled:
+                break
+            chain.append(parent)
+        for link in reversed(chain):
+            spec, location = by_name[link]
+            parent_hash = parent_name = None
+            if isinstance(spec.init, ParentInit):
+                if spec.init.run is not None:
+                    parent_name = spec.init.run
+                    parent_hash = compiled[parent_name].hash
+                else:
+                    parent_hash = spec.init.hash
+            inputs = inputs_for(spec) if inputs_for else None
+            compiled[link] = CompiledRun(spec, run_hash(spec, parent_hash, inputs), parent_hash, parent_name, location)
 
     for name in sorted(by_name):
-        build(name)
+        if name not in compiled:
+            build(name)
     return SpecSet(_topological(compiled))
 
 
@@ -166,11 +174,14 @@ def load_spec_set(paths: Iterable[str | pathlib.Path], inputs_for: InputsFor | N
 def _topological(compiled: Mapping[str, CompiledRun]) -> tuple[CompiledRun, ...]:
     """Parents before children; among runs of the same depth, by name."""
     depth: dict[str, int] = {}
+    for name in compiled:
+        chain = [name]
+        while chain[-1] not in depth and compiled[chain[-1]].parent_name is not None:
+            chain.append(compiled[chain[-1]].parent_name)
+        known = depth.get(chain[-1], 0)
+        for link in reversed(chain):
+            if link not in depth:
+                depth[link] = known
+            known = depth[link] + 1
 
-    def depth_of(name: str) -> int:
-        if name not in depth:
-            parent = compiled[name].parent_name
-            depth[name] = 0 if parent is None else depth_of(parent) + 1
-        return depth[name]
-
-    return tuple(sorted(compiled.values(), key=lambda run: (depth_of(run.name), run.name)))
+    return tuple(sorted(compiled.values(), key=lambda run: (depth[run.name], run.name)))

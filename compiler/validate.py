@@ -213,25 +213,25 @@ def _check_schedule(spec: RunSpec, steps: int, add) -> None:
 
 
 def _cycle_problems(by_name) -> list[Problem]:
+    """One problem per initialization cycle, named parent → child in order; iterative (chains of any length)."""
     problems = []
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-
-    def visit(name: str, stack: list[str]) -> None:
-        state[name] = 1
-        spec, raw = by_name[name]
-        parent = spec.init.run if isinstance(spec.init, ParentInit) else None
-        if parent in by_name:
-            if state.get(parent) == 1:
-                cycle = stack[stack.index(parent):] + [name, parent] if parent in stack else [name, parent]
-                problems.append(Problem(raw.location(("init", "run")), _field_path(name, ("init", "run")),
-                                        f"initialization cycle: {' → '.join(reversed(cycle))}"))
-            elif state.get(parent) is None:
-                visit(parent, stack + [name])
-        state[name] = 2
-
-    for name in sorted(by_name):
-        if name not in state:
-            visit(name, [])
+    done: set[str] = set()
+    for start in sorted(by_name):
+        path: list[str] = []  # start, its parent, its grandparent, ...
+        on_path: set[str] = set()
+        name: str | None = start
+        while name in by_name and name not in done and name not in on_path:
+            path.append(name)
+            on_path.add(name)
+            spec, _ = by_name[name]
+            name = spec.init.run if isinstance(spec.init, ParentInit) else None
+        if name in on_path:
+            loop = path[path.index(name):]  # child → parent → … ; the last one's parent closes the loop
+            last = loop[-1]
+            cycle = [name, *reversed(loop)]  # parent → child: who initializes whom
+            problems.append(Problem(by_name[last][1].location(("init", "run")), _field_path(last, ("init", "run")),
+                                    f"initialization cycle: {' → '.join(cycle)}"))
+        done.update(path)
     return problems
 
 

@@ -20,6 +20,13 @@ from compiler.problems import Location, Problem, SpecError
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
 """Budget of values after alias expansion; a billion-laughs file hits it fast."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists (a spec needs under 10). Every later stage
+(expand, validate, canonical JSON) walks values recursively; this bound keeps
+them all far from Python's recursion limit."""
+_COMPOSE_SAFE = 2_000
+"""Nesting libyaml's composer survives (it recurses in C, and crashed this
+machine's Python at 100,000 levels); deeper files are measured on the event stream first."""
 
 Path = tuple[str | int, ...]
 
@@ -69,6 +76,9 @@ def parse_document(text: str | bytes, file: str) -> Document:
         raise SpecError([problem])
     if isinstance(text, bytes):
         text = text.decode("utf-8")
+    deep = _too_deep(text, file) if _nesting_bound(text) > _COMPOSE_SAFE else None
+    if deep:
+        raise SpecError([deep])
     loader = _Yaml12SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -105,6 +115,41 @@ def _precheck(text: str | bytes, file: str) -> Problem | None:
     return None
 
 
+def _nesting_bound(text: str) -> int:
+    """An upper bound on the file's nesting, in C-speed counts.
+
+    Every collection level starts with an indicator of its own: `[`, `{`,
+    `- `, `key:` or `? `; so their count bounds the depth (loosely: colons in
+    values count too). Only a file whose bound is large pays for `_too_deep`.
+    """
+    return sum(text.count(c) for c in "[{-:?")
+
+
+def _too_deep(text: str, file: str) -> Problem | None:
+    """The problem of a file nested deeper than MAX_DEPTH, found on the event stream (iterative, stops early)."""
+    loader = _Yaml12SafeLoader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return _depth_problem(file, event.start_mark.line + 1)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return None  # malformed before it got too deep: the composer reports it, at that depth
+    finally:
+        loader.dispose()
+    return None
+
+
+def _depth_problem(file: str, line: int) -> Problem:
+    return Problem(Location(file, line), "", f"nested deeper than {MAX_DEPTH} levels of mappings and lists "
+                                             f"(the limit for spec files); flatten it")
+
+
 class _Builder:
     """Turns a PyYAML node graph into dicts/lists/scalars, recording lines."""
 
@@ -123,6 +168,8 @@ class _Builder:
                 f"document expands to more than {MAX_NODES} values (an alias bomb?)",
             )])
         self.lines[path] = node.start_mark.line + 1
+        if len(path) >= MAX_DEPTH and isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            raise SpecError([_depth_problem(self.file, node.start_mark.line + 1)])
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
             result: dict[str, Any] = {}

@@ -63,3 +63,23 @@ def test_authoring_errors(text, message):
     with pytest.raises(SpecError) as info:
         expand(text)
     assert any(message in p.message for p in info.value.problems), info.value
+
+
+@pytest.mark.parametrize("text, cycle, field", [
+    ("runs:\n  - {name: a, extends: b}\n  - {name: b, extends: a}\n", "a → b → a", "runs[b].extends"),
+    ("runs:\n  - {name: a, extends: a}\n", "a → a", "runs[a].extends"),
+    ("runs:\n  - {name: c, extends: a}\n  - {name: a, extends: b}\n  - {name: b, extends: d}\n  - {name: d, extends: a}\n",
+     "a → b → d → a", "runs[d].extends"),
+])
+def test_an_extends_cycle_is_named_once_in_order(text, cycle, field):
+    with pytest.raises(SpecError) as info:
+        expand(text)
+    [problem] = info.value.problems  # one cycle, one problem (c, which only leads into it, is not part of it)
+    assert problem.message == f"extends cycle: {cycle}" and problem.path == field
+
+
+def test_a_long_extends_chain_costs_no_recursion():
+    names = [f"r{i}" for i in range(3000)]
+    text = "runs:\n  - {name: r0, steps: 1}\n" + "".join(f"  - {{name: {b}, extends: {a}}}\n" for a, b in zip(names, names[1:]))
+    runs = expand(text)
+    assert len(runs) == 3000 and runs["r2999"].data["steps"] == 1

@@ -98,3 +98,20 @@ def test_repeats_beyond_declared_size(write_spec):
     text = MINIMAL_RUN.replace("share: 1.0", "share: 1.0, declared_tokens: 1000, max_repeats: 2")
     (p,) = problems(write_spec, text)
     assert "needs 11 passes" in p.message and p.path.endswith("max_repeats")
+
+
+def test_an_initialization_cycle_is_named_parent_to_child_and_long_chains_cost_no_recursion(write_spec):
+    from compiler.specset import load_spec_set
+
+    body = "    model: {preset: tiny}\n    batch: {sequences: 8, sequence_length: 128}\n    steps: 10\n" \
+           "    data: {sources: {code: {uri: \"builtin://code\", role: code, share: 1.0}}}\n" \
+           "    schedule: {phases: [{kind: warmup, length: 2, peak: 1e-3}, {kind: cosine, floor: 1e-4}]}\n"
+    cycle = "runs:\n" + "".join(f"  - name: {n}\n{body}    init: {{kind: parent, run: {p}}}\n" for n, p in (("a", "b"), ("b", "c"), ("c", "a")))
+    with pytest.raises(SpecError) as err:
+        load_spec_set([write_spec(cycle)])
+    messages = [p.message for p in err.value.problems if "cycle" in p.message]
+    assert messages == ["initialization cycle: a → c → b → a"]  # a initializes c, c initializes b, b initializes a
+    chain = "runs:\n  - name: r0\n" + body + "".join(
+        f"  - {{name: r{i}, extends: r0, init: {{kind: parent, run: r{i - 1}}}}}\n" for i in range(1, 1500))
+    spec_set = load_spec_set([write_spec(chain, "chain.yaml")])
+    assert [run.name for run in spec_set.runs][:3] == ["r0", "r1", "r2"] and spec_set.runs[-1].name == "r1499"

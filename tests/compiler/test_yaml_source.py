@@ -1,6 +1,6 @@
 import pytest
 
-from compiler.problems import SpecError
+from compiler.problems import Location, SpecError
 from compiler.yaml_source import MAX_FILE_BYTES, parse_document
 
 
@@ -55,3 +55,32 @@ def test_bad_files_give_one_clear_problem(text, expected):
 def test_huge_file_is_refused_before_parsing():
     (problem,) = problems_of("a: 1\n" + "#" * MAX_FILE_BYTES)
     assert "limited" in problem.message
+
+
+DEEP = [
+    ("runs: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", 1),  # flow mappings, as the issue found them
+    ("x: " + "[" * 100_000 + "]" * 100_000 + "\n", 1),  # deep enough to crash libyaml's recursive composer
+    ("runs:\n" + "".join("  " * i + "- \n" for i in range(1, 80)) + "  " * 80 + "x\n", 65),  # block style
+    ("x: " + "[" * 70 + "]" * 70 + "\n", 1),  # just past the limit, below the pre-scan's threshold
+    ('{"a": ' * 3000 + "1" + "}" * 3000, 1),  # JSON
+]
+
+
+@pytest.mark.parametrize("text, line", DEEP)
+def test_nesting_past_the_limit_is_one_problem_naming_it_and_the_line(text, line):
+    from compiler.yaml_source import MAX_DEPTH
+
+    (problem,) = problems_of(text)
+    assert problem.message == (f"nested deeper than {MAX_DEPTH} levels of mappings and lists (the limit for spec "
+                               f"files); flatten it")
+    assert problem.location == Location("f.yaml", line)
+
+
+def test_nesting_up_to_the_limit_parses():
+    from compiler.yaml_source import MAX_DEPTH
+
+    document = parse_document("x: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n", "f.yaml")
+    value, depth = document.data["x"], 2
+    while value:
+        value, depth = value[0], depth + 1
+    assert depth == MAX_DEPTH
