@@ -1,17 +1,18 @@
 """Lockfiles: every floating input of a spec set, pinned by content.
 
-Like Nix's flake.lock, a lockfile keeps what the user asked for (`original`:
-a URI as written) apart from what it resolved to (`locked`: versions, the
-sha256 of every file, token counts, the tokenizer digest), plus the runtime
-software versions and numerics facts of the machine that locked it. One
+Like Nix's flake.lock, a lockfile pins *inputs*, not the runs made from them:
+runs are evaluated freely from the spec files and whatever the lock holds for
+their inputs. Each input keeps what the user asked for (`original`: a URI as
+written) apart from what it resolved to (`locked`: versions, the sha256 of
+every file, token counts, the tokenizer digest), and is keyed by what it is:
+sources by URI, tokenizers by URI (+ vocab size for built-in ones), the
+runtime software by package, numerics facts by accelerator kind. One
 lockfile per spec set, `lockfiles/<name>.lock.json` in the project:
 
     {
-      "runix_lock": 1,
+      "runix_lock": 2,
       "spec_set": {"paths": ["specs/tiny"],
-                   "runs": {"tiny-code": {"spec_sha256": "…", "sources": {"code": "builtin://code"},
-                                          "tokenizer": "builtin://bpe?vocab_size=4096",
-                                          "mesh": "cpu chips=1 data=1 fsdp=1 tensor=1"}}},
+                   "runs": {"tiny-code": "<hash>", …}},          # for review only
       "sources": {"builtin://code": {"original": {"uri": "builtin://code"},
                                      "locked": {"type": "builtin", "digest": "…", "files": {…},
                                                 "token_counts": {"builtin://bpe?vocab_size=4096": 123}},
@@ -19,21 +20,29 @@ lockfile per spec set, `lockfiles/<name>.lock.json` in the project:
       "tokenizers": {"builtin://bpe?vocab_size=4096": {"original": {"uri": "builtin://bpe", "vocab_size": 4096},
                                                        "locked": {…}, "unresolved": null}},
       "environment": {"runtime": {"python": "3.11.7", "jax": "0.10.2", …},
-                      "numerics": {"cpu chips=1 data=1 fsdp=1 tensor=1": {"bits": {…}, "host": {…}}}}
+                      "numerics": {"cpu": {"facts": {"cpu_isa": […], "machine": "x86_64", …},
+                                           "host": {"cpu_model": "…", …}}}}
     }
 
 What enters a run's hash (`Lock.inputs_for`): the digest of each of its
 sources and of its tokenizer (or an "unresolved" marker), the runtime
-versions, and the `bits` of the numerics facts of its mesh
-(runtime.numerics.numerics_facts: pinned XLA flags, effective ISA, thread
-pool; `host` facts such as the CPU model are recorded, not hashed). Nothing
-about where files live, so moving data or the lockfile changes no hash.
+versions, and the numerics bits of its mesh: runtime.numerics.numerics_bits
+of the recorded `facts` of its accelerator kind and of the mesh (pinned XLA
+flags, effective ISA, thread pool) — a pure function, so hashing reads
+nothing but the spec files and the lockfile. `host` facts (the CPU model) are
+recorded, not hashed. Nothing about where files live, so moving data, the
+lockfile or the whole checkout changes no hash.
 
-Staleness is checked hermetically and cheaply: `spec_sha256` is each run's
-hash without locked inputs (compiler.canonical.run_hash with inputs=None; it
-covers the parents' specs transitively). Comparing it needs only the spec
-files and the lockfile, never the data. Whether the data still has its
+Freshness is a question per input: a run needs `runix lock` only when one of
+its inputs has no entry (a new source URI, a tokenizer, an accelerator kind),
+and the message names that input. Seeds, schedules, steps, shares, model
+dims, a mesh on a locked accelerator kind: edit freely. `spec_set.runs`
+records the hashes the lock was written with, for review (what a relock
+would change); nothing compares them. Whether the data still has its
 digests is `runix lock --check` (it re-resolves everything).
+
+Format 2 (this one) replaced format 1, which pinned runs by their hash
+without inputs and so called every spec edit a stale lock.
 """
 
 from __future__ import annotations
@@ -52,13 +61,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compiler.canonical import canonical_json
-from compiler.environment import hashed_numerics, mesh_key
+from compiler.environment import accelerator_name, numerics_bits
 from compiler.problems import Location, Problem, SpecError
 from compiler.spec import HASH_PATTERN, RunSpec
 from compiler.specset import CompiledRun, SpecSet, compile_documents, read_documents, rehash
 from compiler.yaml_source import Document
 
-LOCK_FORMAT = 1
+LOCK_FORMAT = 2
+OLDER_LOCK_FORMATS = (1,)
+"""Formats `runix lock` replaces without --force (1 pinned runs by their hash without inputs)."""
 LOCKFILES_DIR = "lockfiles"
 LOCK_SUFFIX = ".lock.json"
 PROJECT_MARKERS = ("lockfiles", "pyproject.toml", ".git", ".runix")
@@ -100,27 +111,37 @@ class LockedInput(_Strict):
         return {"digest": self.locked["digest"]} if self.locked is not None else {"unresolved": True}
 
 
-class LockedRun(_Strict):
-    spec_sha256: str = Field(..., pattern=HASH_PATTERN, description="The run's hash without locked inputs.")
-    sources: dict[str, str] = Field(..., description="Source name → URI.")
-    tokenizer: str = Field(..., description="Key of the run's tokenizer in `tokenizers`.")
-    mesh: str = Field(..., description="Key of the run's mesh in environment.numerics.")
-
-
 class SpecSetRecord(_Strict):
     paths: tuple[str, ...] = Field(..., min_length=1, description="The spec set's paths, relative to the project root.")
-    runs: dict[str, LockedRun]
+    runs: dict[str, str] = Field(..., description="Run name → its hash when the lock was written (for review only).")
+
+    @field_validator("runs")
+    @classmethod
+    def _hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name, digest in value.items() if not re.fullmatch(HASH_PATTERN, digest)]
+        if bad:
+            raise ValueError(f"runs {', '.join(sorted(bad))}: not a hex sha256")
+        return value
 
 
 class Environment(_Strict):
     runtime: dict[str, str | None] = Field(..., description="python and runtime package versions.")
-    numerics: dict[str, dict[str, Any]] = Field(..., description="Mesh key → numerics facts {'bits', 'host'} for it.")
+    numerics: dict[str, dict[str, Any]] = Field(
+        ..., description="Accelerator kind → {'facts': hashed host facts, 'host': recorded only} (runtime.numerics.host_facts).")
+
+    @field_validator("numerics")
+    @classmethod
+    def _entries(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for kind, entry in value.items():
+            if not isinstance(entry.get("facts"), dict):
+                raise ValueError(f"numerics entry {kind!r} has no 'facts' mapping")
+        return value
 
 
 class Lock(_Strict):
     """A parsed lockfile (see the module docstring for the format)."""
 
-    runix_lock: Literal[1] = LOCK_FORMAT
+    runix_lock: Literal[2] = LOCK_FORMAT
     spec_set: SpecSetRecord
     sources: dict[str, LockedInput]
     tokenizers: dict[str, LockedInput]
@@ -134,35 +155,34 @@ class Lock(_Strict):
                 raise ValueError(f"entry {key!r} holds original {entry.original}")
         return value
 
-    @model_validator(mode="after")
-    def _runs_refer_to_entries(self) -> Lock:
-        for name, run in self.spec_set.runs.items():
-            missing = [uri for uri in run.sources.values() if uri not in self.sources]
-            if run.tokenizer not in self.tokenizers:
-                missing.append(run.tokenizer)
-            if run.mesh not in self.environment.numerics:
-                missing.append(f"numerics of mesh {run.mesh!r}")
-            if missing:
-                raise ValueError(f"run {name} refers to inputs with no entry: {', '.join(missing)}")
-        return self
-
     # -- what runs see --------------------------------------------------------------------
 
     def inputs_for(self, spec: RunSpec) -> dict[str, Any]:
         """The locked inputs of a resolved run, as they enter its hash (specset's `inputs_for`)."""
-        try:
-            sources = {name: self.sources[src.uri].hashed() for name, src in sorted(spec.data.sources.items())}
-            tokenizer = self.tokenizers[tokenizer_key(spec)].hashed()
-            numerics = hashed_numerics(self.environment.numerics[mesh_key(spec.mesh)])
-        except KeyError as err:  # the freshness check runs first; this guards direct API use
-            raise SpecError([Problem(Location(""), f"runs[{spec.name}]",
-                                     f"input {err.args[0]} is not in the lockfile; run `runix lock`")]) from None
+        missing = self.missing_inputs(spec)
+        if missing:  # load_locked_spec_set reports these first, with the spec's file and line; this guards direct API use
+            raise SpecError([Problem(Location(""), f"runs[{spec.name}].{field}", f"{what} is not in the lockfile; run `runix lock`")
+                             for what, field in missing])
         return {
-            "sources": sources,
-            "tokenizer": tokenizer,
+            "sources": {name: self.sources[src.uri].hashed() for name, src in sorted(spec.data.sources.items())},
+            "tokenizer": self.tokenizers[tokenizer_key(spec)].hashed(),
             "runtime": dict(self.environment.runtime),
-            "numerics": numerics,
+            "numerics": numerics_bits(self.environment.numerics[accelerator_name(spec.mesh)], spec.mesh),
         }
+
+    def missing_inputs(self, spec: RunSpec) -> list[tuple[str, str]]:
+        """(what, field path in the run) of every input of the run that has no entry here: what needs `runix lock`."""
+        out = []
+        for name, src in sorted(spec.data.sources.items()):
+            if src.uri not in self.sources:
+                out.append((f"source {name} {src.uri}", f"data.sources.{name}.uri"))
+        key = tokenizer_key(spec)
+        if key not in self.tokenizers:
+            out.append((f"tokenizer {key}", "data.tokenizer"))
+        kind = accelerator_name(spec.mesh)
+        if kind not in self.environment.numerics:
+            out.append((f"numerics of accelerator {kind}", "mesh.accelerator"))
+        return out
 
     def entries_for(self, run: CompiledRun) -> dict[str, Any]:
         """A run's own slice of the lock: what the store keeps as its lock.json.
@@ -306,9 +326,12 @@ def read_lock(path: str | os.PathLike[str], fix: str = "") -> Lock:
         data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SpecError([Problem(where, "", f"corrupt lockfile: not JSON ({err}){hint}")]) from None
+    except RecursionError:
+        raise SpecError([Problem(where, "", f"corrupt lockfile: nested too deeply to be a lockfile{hint}")]) from None
     if isinstance(data, dict) and data.get("runix_lock") not in (None, LOCK_FORMAT):
         raise SpecError([Problem(where, "runix_lock",
-                                 f"lockfile format {data.get('runix_lock')!r}, this runix reads {LOCK_FORMAT}{hint}")])
+                                 f"lockfile format {data.get('runix_lock')!r}, this runix reads {LOCK_FORMAT}"
+                                 + (f"; rewrite it with `runix lock` on its spec set" if data.get("runix_lock") in OLDER_LOCK_FORMATS else hint))])
     try:
         return Lock.model_validate(data)
     except ValidationError as err:
@@ -317,6 +340,15 @@ def read_lock(path: str | os.PathLike[str], fix: str = "") -> Lock:
                                        f"{', the first 5 below' if len(errors) > 5 else ''}){hint}")]
         problems += [Problem(where, ".".join(map(str, e["loc"])), e["msg"]) for e in errors[:5]]
         raise SpecError(problems) from None
+
+
+def lock_format(path: str | os.PathLike[str]) -> Any:
+    """The `runix_lock` value of a lockfile, or None when it cannot be read as a JSON object."""
+    try:
+        data = json.loads(pathlib.Path(path).read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("runix_lock") if isinstance(data, dict) else None
 
 
 def write_lock(path: str | os.PathLike[str], lock: Lock) -> None:
@@ -339,17 +371,17 @@ def write_lock(path: str | os.PathLike[str], lock: Lock) -> None:
 # --------------------------------------------------------------------------- building a lock
 
 
-def spec_record(unlocked: SpecSet, rel_paths: Sequence[str]) -> SpecSetRecord:
-    """The spec-set part of a lock, from the set hashed without inputs."""
-    return SpecSetRecord(paths=tuple(rel_paths), runs={
-        run.name: LockedRun(
-            spec_sha256=run.hash,
-            sources={name: src.uri for name, src in sorted(run.spec.data.sources.items())},
-            tokenizer=tokenizer_key(run.spec),
-            mesh=mesh_key(run.spec.mesh),
-        )
-        for run in unlocked.runs
-    })
+def spec_record(locked: SpecSet, rel_paths: Sequence[str]) -> SpecSetRecord:
+    """The spec-set part of a lock: its paths and, for review, the hashes of its runs under the lock."""
+    return SpecSetRecord(paths=tuple(rel_paths), runs={run.name: run.hash for run in locked.runs})
+
+
+def with_spec_set(lock: Lock, unlocked: SpecSet, rel_paths: Sequence[str]) -> Lock:
+    """`lock` recording `unlocked`'s runs (hashed with it) and paths; SpecError when a run's input has no entry."""
+    problems = missing_input_problems(lock, unlocked, "run `runix lock`")
+    if problems:
+        raise SpecError(problems)
+    return lock.model_copy(update={"spec_set": spec_record(rehash(unlocked, lock.inputs_for), rel_paths)})
 
 
 def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environment: Mapping[str, Any],
@@ -358,8 +390,8 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
 
     resolver: compiler.resolve_inputs.Resolver.
     environment: {"runtime": versions, "numerics": facts}, where facts is a
-      function of a mesh (compiler.environment.numerics_facts) called once per
-      distinct mesh, or one mapping used for every mesh.
+      function of an accelerator kind (compiler.environment.numerics_facts)
+      called once per kind the runs use, or one entry used for every kind.
     """
     source_uris = sorted({src.uri for run in unlocked.runs for src in run.spec.data.sources.values()})
     tokenizer_originals = {tokenizer_key(run.spec): tokenizer_original(run.spec) for run in unlocked.runs}
@@ -389,14 +421,15 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
             if not counts:
                 del source["locked"]["token_counts"]
     facts = environment["numerics"]
-    meshes = {mesh_key(run.spec.mesh): run.spec.mesh for run in unlocked.runs}
-    numerics = {key: _copy(facts(mesh) if callable(facts) else facts) for key, mesh in sorted(meshes.items())}
-    return Lock(
-        spec_set=spec_record(unlocked, rel_paths),
+    kinds = sorted({accelerator_name(run.spec.mesh) for run in unlocked.runs})
+    numerics = {kind: _copy(facts(kind) if callable(facts) else facts) for kind in kinds}
+    lock = Lock(
+        spec_set=SpecSetRecord(paths=tuple(rel_paths), runs={}),
         sources={uri: LockedInput(**entry) for uri, entry in sources.items()},
         tokenizers={key: LockedInput(**entry) for key, entry in tokenizers.items()},
         environment=Environment(runtime=dict(environment["runtime"]), numerics=numerics),
     )
+    return with_spec_set(lock, unlocked, rel_paths)
 
 
 def _copy(value: Any) -> Any:
@@ -413,19 +446,19 @@ class LockedSpecSet:
     spec_set: SpecSet  # hashes include the locked inputs
     lock: Lock
     lockfile: pathlib.Path  # the lockfile used (the first, when several locked parts of the set are combined)
-    unlocked: SpecSet  # the same runs hashed without inputs (spec_sha256 in the lock)
+    unlocked: SpecSet  # the same runs hashed without inputs
     lockfiles: tuple[pathlib.Path, ...] = ()  # every lockfile used
 
 
 def load_locked_spec_set(paths: Sequence[str | os.PathLike[str]], lockfile: str | os.PathLike[str] | None = None,
                          *, cwd: str | os.PathLike[str] | None = None) -> LockedSpecSet:
-    """Read, validate and hash a spec set with its lockfile; SpecError (exit 2) if the lock is missing or stale.
+    """Read, validate and hash a spec set with its lockfile; SpecError (exit 2) if a run's input is not locked.
 
     Without `lockfile`: `<project>/lockfiles/<name>.lock.json`; if that does not
-    exist, a lockfile in the project of the specs (or of `cwd`) whose runs match
-    these runs' content is used — a spec set copied or renamed, or one file of
-    a locked folder, needs no lock of its own. Spec problems are reported
-    before lock problems.
+    exist, a lockfile in the project of the specs (or of `cwd`) that was
+    written for these runs (by name) and holds every input they read — a spec
+    set copied or renamed, or one file of a locked folder, needs no lock of
+    its own. Spec problems are reported before lock problems.
     """
     documents = read_documents(paths)
     unlocked = compile_documents(documents)
@@ -436,7 +469,7 @@ def lock_spec_set(paths: Sequence[str | os.PathLike[str]], documents: Sequence[D
                   lockfile: str | os.PathLike[str] | None = None, *, cwd: str | os.PathLike[str] | None = None) -> LockedSpecSet:
     root = spec_set_root(paths)
     rel_paths = relative_spec_paths(paths, root)
-    fix = f"update it with `{lock_command(paths, lockfile)}`"
+    fix = f"add it with `{lock_command(paths, lockfile)}`"
     if lockfile is not None:
         path = pathlib.Path(lockfile)
     else:
@@ -460,69 +493,51 @@ def lock_spec_set(paths: Sequence[str | os.PathLike[str]], documents: Sequence[D
 
 def freshness_problems(lock: Lock, unlocked: SpecSet, rel_paths: Sequence[str], where: Location, fix: str,
                        other_fix: str = "") -> list[Problem]:
-    """Why `lock` does not fit the spec set hashed as `unlocked` (empty: it fits).
+    """Why `lock` cannot hash the spec set `unlocked` (empty: it can): the inputs it has no entry for.
 
-    fix: how to update a stale lock; other_fix: what to do when the lockfile
-    belongs to another spec set (it must not be overwritten).
+    Only inputs count: a run whose spec changed (seed, schedule, steps,
+    shares, model, a mesh on a locked accelerator kind) hashes without a
+    relock. fix: how to add a missing input; other_fix: what to do when the
+    lockfile belongs to another spec set (it must not be overwritten).
     """
-    recorded = lock.spec_set
-    same_set = tuple(recorded.paths) == tuple(rel_paths)
-    if not same_set and not covers(lock, unlocked):
-        return [Problem(where, "spec_set.paths",
-                        f"lockfile belongs to another spec set ({' '.join(recorded.paths)}), not "
-                        f"{' '.join(rel_paths)}" + (f"; {other_fix}" if other_fix else ""))]
+    lockfile = where.file or "the lockfile"
+    if tuple(lock.spec_set.paths) != tuple(rel_paths) and other_fix:
+        fix = (f"the lockfile belongs to another spec set ({' '.join(lock.spec_set.paths)}), not "
+               f"{' '.join(rel_paths)}; {other_fix}")
+    return missing_input_problems(lock, unlocked, fix, lockfile)
+
+
+def missing_input_problems(lock: Lock, unlocked: SpecSet, fix: str, lockfile: str = "the lockfile") -> list[Problem]:
+    """One problem per input that some run reads and the lock has no entry for, at the first such run's spec."""
+    readers: dict[str, list[tuple[CompiledRun, str]]] = {}
+    for run in unlocked.runs:
+        for what, field in lock.missing_inputs(run.spec):
+            readers.setdefault(what, []).append((run, field))
     problems = []
-    current = {run.name: run for run in unlocked.runs}
-    for name, run in sorted(current.items()):
-        old = recorded.runs.get(name)
-        field = f"spec_set.runs.{name}"
-        if old is None:
-            problems.append(Problem(where, field, f"stale lock: run {name} is not locked (a new run); {fix}"))
-            continue
-        if old.spec_sha256 != run.hash:
-            problems.append(Problem(where, field, f"stale lock: {_what_changed(old, run)} "
-                                                  f"(spec sha256 {old.spec_sha256} → {run.hash}); {fix}"))
-    if same_set:
-        for name in sorted(set(recorded.runs) - set(current)):
-            problems.append(Problem(where, f"spec_set.runs.{name}",
-                                    f"stale lock: run {name} was removed from the spec set; {fix}"))
+    for what, runs in readers.items():
+        first, field = runs[0]
+        others = f" (and {len(runs) - 1} more run{'s' if len(runs) > 2 else ''})" if len(runs) > 1 else ""
+        problems.append(Problem(first.location, f"runs[{first.name}].{field}",
+                                f"{what}{others} is not in {lockfile}; {fix}"))
     return problems
 
 
-def _what_changed(old: LockedRun, run: CompiledRun) -> str:
-    """Name the drifted input of a changed run when it is a data source or the tokenizer."""
-    new_sources = {name: src.uri for name, src in run.spec.data.sources.items()}
-    changes = []
-    for name in sorted(set(old.sources) | set(new_sources)):
-        before, after = old.sources.get(name), new_sources.get(name)
-        if before != after:
-            changes.append(f"source {name} {before or '(none)'} → {after or '(none)'}")
-    if old.tokenizer != tokenizer_key(run.spec):
-        changes.append(f"tokenizer {old.tokenizer} → {tokenizer_key(run.spec)}")
-    if changes:
-        return f"run {run.name} changed its inputs: {'; '.join(changes)}"
-    if run.parent_name is not None:
-        return f"run {run.name} or its parent chain changed since it was locked"
-    return f"run {run.name} changed since it was locked"
-
-
 def covers(lock: Lock, unlocked: SpecSet) -> bool:
-    """Every run of the set is in the lock with the same content (the lock may hold more)."""
-    runs = lock.spec_set.runs
+    """The lock was written for every run of the set (by name) and holds every input they read."""
     return bool(unlocked.runs) and all(
-        run.name in runs and runs[run.name].spec_sha256 == run.hash for run in unlocked.runs
+        run.name in lock.spec_set.runs and not lock.missing_inputs(run.spec) for run in unlocked.runs
     )
 
 
 def find_matching_lock(unlocked: SpecSet, folders: Iterable[pathlib.Path]) -> tuple[Lock, tuple[pathlib.Path, ...]] | None:
-    """A lock for the set's runs found by content among the lockfiles in `folders`.
+    """A lock for the set's runs among the lockfiles in `folders`: written for those runs, holding their inputs.
 
     One lockfile covering every run is preferred (a copied or renamed spec
     set, one file of a locked folder). Otherwise each run is taken from the
-    first lockfile (by name) that locked exactly its content, and those locks
-    are combined — `runix compile specs/a specs/b` works from a.lock.json and
-    b.lock.json — provided they agree on every shared input and on the
-    environment. None when some run is in no lockfile.
+    first lockfile (by name) written for it that holds its inputs, and those
+    locks are combined — `runix compile specs/a specs/b` works from
+    a.lock.json and b.lock.json — provided they agree on every shared input
+    and on the environment. None when some run is in no lockfile.
     """
     candidates = []
     for folder in folders:
@@ -535,35 +550,38 @@ def find_matching_lock(unlocked: SpecSet, folders: Iterable[pathlib.Path]) -> tu
         if covers(lock, unlocked):
             return lock, (path,)
     chosen: dict[pathlib.Path, Lock] = {}
-    runs: dict[str, LockedRun] = {}
     for run in unlocked.runs:
         for path, lock in candidates:
-            entry = lock.spec_set.runs.get(run.name)
-            if entry is not None and entry.spec_sha256 == run.hash:
+            if run.name in lock.spec_set.runs and not lock.missing_inputs(run.spec):
                 chosen[path] = lock
-                runs[run.name] = entry
                 break
         else:
             return None
-    merged = merge_locks(list(chosen.values()), runs)
+    merged = merge_locks(list(chosen.values()))
     return None if merged is None else (merged, tuple(chosen))
 
 
-def merge_locks(locks: Sequence[Lock], runs: Mapping[str, LockedRun]) -> Lock | None:
+def merge_locks(locks: Sequence[Lock]) -> Lock | None:
     """One lock from several that agree on shared inputs and on the environment (else None)."""
-    if not locks or any(lock.environment != locks[0].environment for lock in locks):
+    if not locks or any(lock.environment.runtime != locks[0].environment.runtime for lock in locks):
         return None
     sources: dict[str, LockedInput] = {}
     tokenizers: dict[str, LockedInput] = {}
+    numerics: dict[str, dict[str, Any]] = {}
     for lock in locks:
         for merged, entries in ((sources, lock.sources), (tokenizers, lock.tokenizers)):
             for key, entry in entries.items():
                 if key in merged and merged[key].digest != entry.digest:
                     return None
                 merged.setdefault(key, entry)
+        for kind, entry in lock.environment.numerics.items():
+            if kind in numerics and numerics[kind]["facts"] != entry["facts"]:
+                return None
+            numerics.setdefault(kind, entry)
     paths = tuple(sorted({p for lock in locks for p in lock.spec_set.paths}))
-    return Lock(spec_set=SpecSetRecord(paths=paths, runs=dict(runs)), sources=sources, tokenizers=tokenizers,
-                environment=locks[0].environment)
+    runs = {name: digest for lock in reversed(locks) for name, digest in lock.spec_set.runs.items()}
+    return Lock(spec_set=SpecSetRecord(paths=paths, runs=runs), sources=sources, tokenizers=tokenizers,
+                environment=Environment(runtime=dict(locks[0].environment.runtime), numerics=numerics))
 
 
 def _lockfile_dirs(root: pathlib.Path, cwd: str | os.PathLike[str] | None) -> list[pathlib.Path]:
@@ -590,20 +608,43 @@ def require_fully_resolved(lock: Lock, runs: Iterable[CompiledRun], where: str =
 
 
 def environment_drift(lock: Lock, runs: Iterable[CompiledRun] = ()) -> list[Drift]:
-    """How this machine differs from the lock in what enters the hash: runtime versions, numerics bits.
+    """How this machine differs from the lock in what enters the hash of `runs`: runtime versions, numerics bits.
 
-    Launch calls it before training `runs` (their meshes' numerics are
-    recomputed). Cheap: distribution metadata and /proc/cpuinfo, no jax
-    import. A run trained under other versions would not be the run its hash
-    names.
+    Launch calls it before training `runs`: this host's facts are read once
+    per accelerator kind the runs use and turned into each run mesh's bits,
+    exactly as the lock's are. Cheap: distribution metadata and
+    /proc/cpuinfo, no jax import. A run trained under other versions or on a
+    CPU with other vector units would not be the run its hash names.
     """
     from compiler.environment import numerics_facts, runtime_versions
 
-    meshes = {mesh_key(run.spec.mesh): run.spec.mesh for run in runs}
-    here = Environment(runtime=runtime_versions(),
-                       numerics={**lock.environment.numerics, **{key: numerics_facts(mesh) for key, mesh in meshes.items()}})
-    current = lock.model_copy(update={"environment": here})
-    return [d for d in compare_locks(lock, current) if d.what.startswith(("runtime ", "numerics"))]
+    drifts = _runtime_drift(lock.environment.runtime, runtime_versions())
+    meshes: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        meshes.setdefault(accelerator_name(run.spec.mesh), {})[canonical_json(run.spec.mesh.model_dump(mode="json"))] = run.spec.mesh
+    for kind, by_json in sorted(meshes.items()):
+        locked = lock.environment.numerics.get(kind)
+        if locked is None:
+            drifts.append(Drift(f"numerics [{kind}]", None, None, "not in the lockfile; run `runix lock`"))
+            continue
+        here = numerics_facts(kind)
+        changed: set[str] = set()
+        first: tuple[dict[str, Any], dict[str, Any]] | None = None
+        for mesh in by_json.values():
+            a, b = numerics_bits(locked, mesh), numerics_bits(here, mesh)
+            keys = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+            if keys and first is None:
+                first = (a, b)
+            changed |= keys
+        if first is not None:
+            drifts.append(Drift(f"numerics [{kind}]", _short_json(first[0]), _short_json(first[1]),
+                                f"differs in {', '.join(sorted(changed))}"))
+    return drifts
+
+
+def _runtime_drift(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> list[Drift]:
+    return [Drift(f"runtime {package}", old.get(package) or "(absent)", new.get(package) or "(absent)")
+            for package in sorted(set(old) | set(new)) if old.get(package) != new.get(package)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -638,17 +679,16 @@ def compare_locks(old: Lock, new: Lock) -> list[Drift]:
                 else:
                     note = _changed_files(a.locked, b.locked)
                 drifts.append(Drift(f"{kind} {key}", a.digest, b.digest, note))
-    for package in sorted(set(old.environment.runtime) | set(new.environment.runtime)):
-        a, b = old.environment.runtime.get(package), new.environment.runtime.get(package)
-        if a != b:
-            drifts.append(Drift(f"runtime {package}", a or "(absent)", b or "(absent)"))
-    for key in sorted(set(old.environment.numerics) | set(new.environment.numerics)):
-        a, b = old.environment.numerics.get(key), new.environment.numerics.get(key)
-        bits_a, bits_b = (hashed_numerics(x) if x is not None else None for x in (a, b))
-        if bits_a != bits_b:
-            changed = sorted(k for k in set(bits_a or {}) | set(bits_b or {}) if (bits_a or {}).get(k) != (bits_b or {}).get(k))
-            drifts.append(Drift(f"numerics [{key}]", bits_a and _short_json(bits_a), bits_b and _short_json(bits_b),
-                                f"differs in {', '.join(changed)}" if a is not None and b is not None else ""))
+    drifts += _runtime_drift(old.environment.runtime, new.environment.runtime)
+    for kind in sorted(set(old.environment.numerics) | set(new.environment.numerics)):
+        a, b = old.environment.numerics.get(kind), new.environment.numerics.get(kind)
+        facts_a, facts_b = (x["facts"] if x is not None else None for x in (a, b))
+        if facts_a != facts_b:
+            if a is None or b is None:
+                note = "new input" if a is None else "no longer used"
+            else:
+                note = "differs in " + ", ".join(sorted(k for k in set(facts_a) | set(facts_b) if facts_a.get(k) != facts_b.get(k)))
+            drifts.append(Drift(f"numerics [{kind}]", facts_a and _short_json(facts_a), facts_b and _short_json(facts_b), note))
     return drifts
 
 

@@ -21,8 +21,10 @@ these differ, so a launcher must fix them *before the trainer imports jax*:
   implementation and `jax_threefry_partitionable` (change the random values
   themselves; pinned), x64 mode (pinned off).
 * not pinnable here: the CPU's ISA below the AVX2 ceiling, the jax/jaxlib/XLA
-  build and the other numeric packages. `numerics_facts` reports them so the
-  lockfile can record them and the run hash can cover them.
+  build and the other numeric packages. `host_facts` reads them (once per
+  accelerator kind, by `runix lock`) so the lockfile can record them, and the
+  pure `numerics_bits(facts, mesh)` adds what is pinned for a mesh: the run
+  hash covers the result, and computing it reads nothing.
 
 This module must not import jax: it runs in the launcher and in the compiler
 (which never imports jax), and its whole point is to act before jax exists.
@@ -173,31 +175,64 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
     return versions
 
 
-def numerics_facts(mesh=None, num_processes: int = 1, cpuinfo_path: str = "/proc/cpuinfo") -> dict:
-    """Everything besides the spec and data that decides the bits, as plain JSON-able data.
+def host_facts(accelerator: str = "cpu", cpuinfo_path: str = "/proc/cpuinfo") -> dict:
+    """What of this host decides the bits of runs on `accelerator`, read once per accelerator kind.
 
-    `bits` holds what must match for two runs to agree (the lockfile records
-    it and the run hash covers it); `host` is informational (the CPU model
-    name, the platform string, how the devices are split over processes).
-    Pure Python; reads /proc/cpuinfo and installed package metadata only.
+    `facts` are hashed (through `numerics_bits`): the machine, python and the
+    numeric packages, and on cpu the ISA flags run-time-dispatched library
+    kernels may use. `host` is informational (CPU model, platform string).
+    Nothing here depends on a mesh, so `runix lock` records it once per
+    accelerator kind, and a run on another mesh of a locked kind hashes
+    without re-reading the host. Reads /proc/cpuinfo and package metadata only.
     """
     cpu = cpu_features(cpuinfo_path)
-    bits: dict[str, object] = {
+    facts: dict[str, object] = {
         "machine": platform.machine(),
         "packages": package_versions(),
         "python": ".".join(map(str, sys.version_info[:3])),
     }
-    host: dict[str, object] = {"cpu_model": cpu["model"], "platform": platform.platform()}
+    if accelerator == "cpu":
+        facts["cpu_isa"] = cpu["isa"]  # what run-time-dispatched library kernels (matmuls) may use
+    return {"facts": facts, "host": {"cpu_model": cpu["model"], "platform": platform.platform()}}
+
+
+def numerics_bits(facts: Mapping[str, object], mesh=None) -> dict:
+    """The numerics that enter a run's hash: the host `facts` plus what is pinned for `mesh`.
+
+    Pure: a function of its arguments only (no environment, no files), so the
+    compiler can hash a run on any mesh from facts recorded in a lockfile.
+    The per-process device count is layout, not numerics: the same mesh over
+    1 or 2 processes (see DETERMINISM.md for when that keeps the bits).
+    """
+    bits: dict[str, object] = dict(facts)
+    if mesh is None:
+        bits.pop("cpu_isa", None)
+        return bits
+    env = pinned_environment(mesh)
+    bits["jax_config"] = {k: v for k, v in env.items() if k.startswith("JAX_")}
+    bits["gradient_reduction"] = gradient_reduction(mesh)
+    if _accelerator(mesh) == "cpu":
+        isa = list(facts.get("cpu_isa", ()))
+        bits["xla_cpu_flags"] = list(_CPU_NUMERIC_FLAGS)
+        bits["cpu_effective_isa"] = effective_isa(isa)  # what XLA's generated code uses (capped)
+        bits["cpu_isa"] = isa
+        bits["cpu_thread_pool"] = cpu_thread_pool_size(mesh)
+    else:
+        bits.pop("cpu_isa", None)
+    return bits
+
+
+def numerics_facts(mesh=None, num_processes: int = 1, cpuinfo_path: str = "/proc/cpuinfo") -> dict:
+    """Everything besides the spec and data that decides the bits of a run on `mesh`, as plain JSON-able data.
+
+    `bits` = numerics_bits(host_facts(...), mesh): what must match for two
+    runs to agree (the run hash covers it); `host` is informational (the CPU
+    model name, the platform string, how the devices are split over
+    processes). What the trainer records for each session in run.json.
+    """
+    host = host_facts(_accelerator(mesh) if mesh is not None else "cpu", cpuinfo_path)
+    record = dict(host["host"])
     if mesh is not None:
-        env = pinned_environment(mesh, num_processes)
-        # The per-process device count is layout, not numerics: the same mesh over
-        # 1 or 2 processes (see DETERMINISM.md for when that keeps the bits).
-        bits["jax_config"] = {k: v for k, v in env.items() if k.startswith("JAX_")}
-        bits["gradient_reduction"] = gradient_reduction(mesh)
-        host["layout"] = {"num_processes": num_processes, "devices_per_process": local_device_count(mesh, num_processes)}
-        if _accelerator(mesh) == "cpu":
-            bits["xla_cpu_flags"] = list(_CPU_NUMERIC_FLAGS)
-            bits["cpu_effective_isa"] = effective_isa(cpu["isa"])  # what XLA's generated code uses (capped)
-            bits["cpu_isa"] = cpu["isa"]  # what run-time-dispatched library kernels (matmuls) may use
-            bits["cpu_thread_pool"] = cpu_thread_pool_size(mesh)
-    return {"bits": bits, "host": host}
+        record["layout"] = {"num_processes": num_processes,
+                            "devices_per_process": local_device_count(mesh, num_processes)}
+    return {"bits": numerics_bits(host["facts"], mesh), "host": record}

@@ -28,7 +28,7 @@ import re
 from collections.abc import Sequence
 
 from compiler.lock import (
-    Lock, default_lockfile, read_lock, relative_spec_paths, spec_record, spec_set_root, write_lock,
+    default_lockfile, read_lock, relative_spec_paths, spec_set_root, with_spec_set, write_lock,
 )
 from compiler.resolve_inputs import Resolution
 from compiler.specset import load_spec_set
@@ -36,7 +36,8 @@ from tests.conftest import REPO
 
 TINY_LOCK = REPO / "lockfiles" / "tiny.lock.json"
 
-FIXED_ENVIRONMENT = {"runtime": {"python": "3.11.7", "jax": "0.10.2"}, "numerics": {"cpu": {"isa": ["avx2"]}}}
+FIXED_ENVIRONMENT = {"runtime": {"python": "3.11.7", "jax": "0.10.2"},
+                     "numerics": {"facts": {"machine": "x86_64", "cpu_isa": ["avx2"]}, "host": {}}}
 
 
 class FixedResolver:
@@ -56,10 +57,8 @@ def lock_like(paths: Sequence[str | os.PathLike[str]], shipped: pathlib.Path = T
               lockfile: str | os.PathLike[str] | None = None) -> pathlib.Path:
     """Write the lock of `paths` from a shipped lockfile's inputs; return its path."""
     unlocked = load_spec_set(paths)
-    record = spec_record(unlocked, relative_spec_paths(paths, spec_set_root(paths)))
-    data = read_lock(shipped).model_dump(mode="json")
-    data["spec_set"] = record.model_dump(mode="json")
-    lock = Lock.model_validate(data)  # every run's inputs must have an entry in the shipped lock
+    # every run's inputs must have an entry in the shipped lock (else SpecError naming the input)
+    lock = with_spec_set(read_lock(shipped), unlocked, relative_spec_paths(paths, spec_set_root(paths)))
     path = pathlib.Path(lockfile) if lockfile is not None else default_lockfile(paths)
     write_lock(path, lock)
     return path

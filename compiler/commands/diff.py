@@ -27,10 +27,10 @@ lockfile (compiler.lock), and the hash document includes the run's locked
 inputs, so a changed data digest, tokenizer, runtime version or numerics
 shows up as a hashed field `inputs.…`. Unlike hash, compile and launch, diff
 does not refuse a spec set without a usable lockfile (an old copy of a
-folder, a lock gone stale after an edit): it is a question-answering tool.
-When any side has no usable lock, BOTH sides are compared by their hash
-documents without locked inputs (the `spec_sha256` a lockfile records), so
-the comparison stays like for like, and one line says which side had no lock
+folder, a spec naming an input its lock has no entry for yet): it is a
+question-answering tool. When any side has no usable lock, BOTH sides are
+compared by their hash documents without locked inputs, so the comparison
+stays like for like, and one line says which side had no lock
 and that inputs were not compared. Spec errors are still errors (exit 2).
 """
 
@@ -189,14 +189,14 @@ class Loaded:
     """A spec set as diff reads it: hashed with its lock when it has a usable one, and without."""
 
     paths: tuple[str, ...]
-    unlocked: SpecSet  # hashes without locked inputs (a lockfile's spec_sha256)
+    unlocked: SpecSet  # hashes without locked inputs
     locked: SpecSet | None  # `runix hash`'s hashes; None when there is no usable lock
     inputs_for: InputsFor | None  # the lock's Lock.inputs_for
     no_lock: str | None  # why there is no usable lock (None when locked)
 
 
 def load_specs(paths: Sequence[str]) -> Loaded:
-    """The one place diff reads spec sets: spec problems are errors, a missing or stale lock is not."""
+    """The one place diff reads spec sets: spec problems are errors, a missing lock or lock entry is not."""
     documents = read_documents(paths)
     unlocked = compile_documents(documents)
     try:
@@ -210,9 +210,10 @@ def _why_no_lock(err: SpecError) -> str:
     """One short clause from the lock module's problems (they name the lockfile and how to relock)."""
     problems = err.problems
     first = problems[0]
-    if all("stale lock" in p.message for p in problems):
-        runs = f"{len(problems)} run{'s' if len(problems) != 1 else ''}"
-        return f"its lockfile {first.location.file} is stale ({runs} changed since locking)"
+    if all(" is not in " in p.message for p in problems):
+        lockfile = first.message.split(" is not in ", 1)[1].split(";", 1)[0]
+        missing = "; ".join(p.message.split(" is not in ", 1)[0] for p in problems)
+        return f"its lockfile {lockfile} has no entry for {missing}"
     if first.message.startswith("no lockfile"):
         return "it has no lockfile"
     return f"{first.location.file}: {first.message.split(';')[0]}"

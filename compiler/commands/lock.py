@@ -8,7 +8,8 @@ prepared locally) are listed as unresolved and recorded so; that is not an
 error for `lock` (exit 0), but `launch` refuses them.
 
 An existing lockfile that is corrupt or belongs to another spec set is never
-overwritten (exit 2) unless --force is given.
+overwritten (exit 2) unless --force is given; one in an older format of this
+file (runix_lock 1, which pinned runs instead of inputs) is rewritten.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from compiler.lock import (
-    LockedInput, build_lock, compare_locks, default_lockfile, freshness_problems, lock_command, read_lock,
+    OLDER_LOCK_FORMATS, LockedInput, build_lock, compare_locks, default_lockfile, freshness_problems, lock_command, lock_format, read_lock,
     relative_spec_paths, spec_set_root, write_lock,
 )
 from compiler.problems import Location, Problem, SpecError
@@ -82,12 +83,13 @@ def run(args, console) -> int:
         status = Text("locked", style="green") if entry.locked else Text("unresolved", style="yellow")
         table.add_row(Text(f"{kind} {key}"), status, Text(entry.digest[:16] if entry.digest else "-"))
 
-    environment = {"runtime": runtime_versions(), "numerics": numerics_facts}  # numerics: per mesh
+    environment = {"runtime": runtime_versions(), "numerics": numerics_facts}  # numerics: per accelerator kind
     new = build_lock(unlocked, rel_paths, resolver, environment, progress)
     console.print(table)
 
     if args.check:
-        drifts = compare_locks(old, new)
+        # An entry the specs no longer read is not drift: it enters no hash.
+        drifts = [drift for drift in compare_locks(old, new) if drift.note != "no longer used"]
         for drift in drifts:
             console.print(Text(f"drift: {drift}", style="red"))
         if drifts:
@@ -115,8 +117,8 @@ def run(args, console) -> int:
 
 def _previous_lock(path: pathlib.Path, rel_paths: tuple[str, ...], args):
     """The lockfile being replaced, or None; a corrupt or foreign one stops us unless --force."""
-    if not path.exists():
-        return None
+    if not path.exists() or lock_format(path) in OLDER_LOCK_FORMATS:
+        return None  # an older format is rewritten whole: nothing in it is compared
     try:
         old = read_lock(path, "it was not overwritten; fix or remove it, or pass --force")
     except SpecError:

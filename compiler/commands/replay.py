@@ -137,12 +137,12 @@ def _window(record, steps: StepRange):
 
 def _say_numerics_drift(document, lock_entries, console) -> None:
     """Say, before training, when this machine differs from what the run was hashed under."""
-    from compiler.environment import numerics_facts, runtime_versions
+    from compiler.environment import accelerator_name, numerics_bits, numerics_facts, runtime_versions
     from compiler.spec import RunSpec
 
     inputs = lock_entries.get("inputs", {})
     mesh = RunSpec.model_validate(document["spec"]).mesh
-    here = {"runtime": runtime_versions(), "numerics": numerics_facts(mesh).get("bits")}
+    here = {"runtime": runtime_versions(), "numerics": numerics_bits(numerics_facts(accelerator_name(mesh)), mesh)}
     differ = [key for key in ("runtime", "numerics") if key in inputs and inputs[key] != here[key]]
     if differ:
         console.print(f"[yellow]warning[/]: this machine's {' and '.join(differ)} differ from the run's lock; "

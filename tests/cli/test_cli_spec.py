@@ -40,6 +40,25 @@ def test_hash_is_stable_across_processes_and_paths(tmp_path):
     assert run_cli("hash", str(copy)).stdout == first
 
 
+def test_a_moved_or_copied_checkout_hashes_the_same_runs(tmp_path):
+    """A lock belongs to the project, not to a path: the same relative layout elsewhere gives the same hashes."""
+    import shutil
+
+    here = run_cli("hash", "specs/tiny")
+    assert here.returncode == 0, here.stderr
+    for place in (tmp_path / "moved", tmp_path / "deeper" / "copy of runix"):
+        (place / "specs").mkdir(parents=True)
+        shutil.copytree(REPO / "specs" / "tiny", place / "specs" / "tiny")
+        (place / "lockfiles").mkdir()
+        shutil.copy(REPO / "lockfiles" / "tiny.lock.json", place / "lockfiles")
+        shutil.copy(REPO / "pyproject.toml", place)
+        assert run_cli("hash", "specs/tiny", cwd=place).stdout == here.stdout
+        assert run_cli("hash", str(place / "specs" / "tiny"), cwd=tmp_path).stdout == here.stdout  # from outside it
+        assert run_cli("hash", "tiny", cwd=place / "specs").stdout == here.stdout  # from a subfolder
+        lock = json.loads((place / "lockfiles" / "tiny.lock.json").read_text())
+        assert lock["spec_set"]["paths"] == ["specs/tiny"]  # recorded relative to the project root
+
+
 @pytest.fixture(scope="module")
 def schema():
     result = run_cli("schema")
@@ -138,3 +157,12 @@ def test_validate_and_hash_never_import_jax(command):
                             env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_a_deeply_nested_file_exits_2_with_one_line_and_no_traceback(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("runs: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n")
+    result = run_cli("validate", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "RecursionError" not in result.stderr
+    assert result.stderr.splitlines()[0] == (f"error: {path}:1: nested deeper than 64 levels of mappings and lists "
+                                             "(the limit for spec files); flatten it")

@@ -70,7 +70,7 @@ def test_hashes_are_runix_hash_s(tmp_path):
         assert re.search(rf"{run_hash[:12]} │ {name} ", table), name
 
 
-def test_a_missing_or_stale_lock_exits_2_and_says_how_to_relock(tmp_path):
+def test_a_missing_lock_or_input_exits_2_and_says_how_to_lock(tmp_path):
     specs = tmp_path / "specs"
     shutil.copytree(REPO / "specs" / "tiny", specs)
     (tmp_path / "pyproject.toml").write_text("")  # a project without lockfiles
@@ -79,19 +79,21 @@ def test_a_missing_or_stale_lock_exits_2_and_says_how_to_relock(tmp_path):
         assert result.returncode == 2 and result.stdout == ""
         assert "no lockfile" in result.stderr and "`runix lock specs`" in result.stderr
         assert "Traceback" not in result.stderr
-    # --lockfile: a lockfile whose runs match by content (the copy's own lockfile does not exist yet)
+    # --lockfile: a lockfile holding every input of the runs (the copy's own lockfile does not exist yet)
     assert run_cli("compile", "specs", "--dry-run", "--lockfile", TINY_LOCK, cwd=tmp_path).returncode == 0
     lock_like([specs])
     assert run_cli("compile", "specs", "--dry-run", cwd=tmp_path).returncode == 0
     chain = specs / "chain.yaml"
     chain.write_text(chain.read_text().replace("peak: 3e-3}", "peak: 4e-3}", 1))
+    assert run_cli("compile", "specs", "--dry-run", cwd=tmp_path).returncode == 0  # not an input: no relock
+    chain.write_text(chain.read_text().replace('"builtin://markup"', '"builtin://elsewhere"', 1))
     result = run_cli("compile", "specs", "--dry-run", cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
-    assert "stale lock: run tiny-code changed since it was locked" in result.stderr
-    assert "update it with `runix lock specs`" in result.stderr
+    assert "source markup builtin://elsewhere is not in" in result.stderr
+    assert "add it with `runix lock specs`" in result.stderr
     result = run_cli("compile", "specs", "--dry-run", "--lockfile", TINY_LOCK, cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
-    assert "lockfile belongs to another spec set (specs/tiny)" in result.stderr
+    assert "the lockfile belongs to another spec set (specs/tiny)" in result.stderr
 
 
 def snapshot(*roots: pathlib.Path) -> dict[str, tuple[int, int]]:

@@ -88,21 +88,25 @@ def test_hash_without_a_lock_exits_2_and_says_how_to_lock(project):
     assert not (project / "lockfiles").exists()
 
 
-def test_a_spec_edit_needs_a_relock(project, cli, lock, hashes):
+def test_a_spec_edit_needs_no_relock_and_a_new_input_names_itself(project, cli, lock, hashes):
     assert lock(project).returncode == 0
     before = hashes(project)
     spec = project / "specs" / "runs.yaml"
-    spec.write_text(spec.read_text().replace("peak: 1e-3", "peak: 2e-3"))
+    text = spec.read_text()
+    spec.write_text(text.replace("peak: 1e-3", "peak: 2e-3"))
     lockfile = (project / "lockfiles" / "specs.lock.json").read_bytes()
-    result = cli("hash", "specs", cwd=project)
-    assert result.returncode == 2
-    assert "stale lock: run base changed" in result.stderr
-    assert "run child or its parent chain changed" in result.stderr
-    assert "`runix lock specs`" in result.stderr and "→" in result.stderr
+    after = hashes(project)  # no relock: the lock pins inputs, and none changed
+    assert after["base"] != before["base"] and after["child"] != before["child"]
     assert (project / "lockfiles" / "specs.lock.json").read_bytes() == lockfile
     assert lock(project).returncode == 0
-    after = hashes(project)
-    assert after["base"] != before["base"] and after["child"] != before["child"]
+    assert hashes(project) == after  # relocking unchanged inputs changes no hash
+    spec.write_text(text.replace(f"{project}/data/code", f"{project}/data/other"))
+    result = cli("hash", "specs", cwd=project)
+    assert result.returncode == 2 and result.stdout == ""
+    line, summary = result.stderr.strip().splitlines()
+    assert summary == "1 problem; nothing was written."
+    assert f"runs[base].data.sources.code.uri: source code {project}/data/other (and 1 more run) is not in" in line
+    assert "add it with `runix lock specs`" in line and "runs.yaml:" in line
 
 
 def test_data_drift_is_found_by_check_not_by_hash(project, cli, lock, hashes):
@@ -120,17 +124,20 @@ def test_data_drift_is_found_by_check_not_by_hash(project, cli, lock, hashes):
     assert lock(project, "--check").returncode == 0
 
 
-def test_check_needs_a_fresh_lock(project, cli, lock, hashes):
+def test_check_needs_every_input_locked_but_not_the_same_runs(project, cli, lock, hashes):
     result = lock(project, "--check")
     assert result.returncode == 2 and "no lockfile to check" in result.stderr
     assert lock(project).returncode == 0
     spec = project / "specs" / "runs.yaml"
-    spec.write_text(spec.read_text().replace("steps: 5", "steps: 6"))
+    text = spec.read_text()
+    spec.write_text(text.replace("steps: 5", "steps: 6"))
+    assert lock(project, "--check").returncode == 0  # a spec edit is not drift
+    spec.write_text(text.replace(f"{project}/data/code", f"{project}/data/other"))
     result = lock(project, "--check")
-    assert result.returncode == 2 and "stale lock: run child" in result.stderr
+    assert result.returncode == 2 and f"source code {project}/data/other (and 1 more run) is not in" in result.stderr
 
 
-@pytest.mark.parametrize("content", [b"{truncated", b'{"runix_lock": 1}', b"\x00\x01"])
+@pytest.mark.parametrize("content", [b"{truncated", b'{"runix_lock": 2}', b"\x00\x01"])
 def test_a_corrupt_lockfile_is_never_overwritten(project, content, cli, lock, hashes):
     path = project / "lockfiles" / "specs.lock.json"
     path.parent.mkdir()
@@ -142,6 +149,18 @@ def test_a_corrupt_lockfile_is_never_overwritten(project, content, cli, lock, ha
     assert path.read_bytes() == content
     assert lock(project, "--force").returncode == 0
     assert hashes(project)
+
+
+def test_a_lockfile_of_the_older_format_is_named_and_rewritten_by_lock(project, cli, lock, hashes):
+    assert lock(project).returncode == 0
+    current = hashes(project)
+    path = project / "lockfiles" / "specs.lock.json"
+    path.write_text(json.dumps({"runix_lock": 1, "spec_set": {"paths": ["specs"], "runs": {}}}))
+    result = cli("hash", "specs", cwd=project)
+    assert result.returncode == 2 and "lockfile format 1, this runix reads 2; rewrite it with `runix lock`" in result.stderr
+    assert lock(project).returncode == 0  # no --force needed: format 1 pinned runs, nothing in it is kept
+    assert json.loads(path.read_text())["runix_lock"] == 2
+    assert hashes(project) == current
 
 
 def test_a_lockfile_of_another_spec_set_is_never_overwritten(project, cli, lock, hashes):
@@ -156,5 +175,5 @@ def test_a_lockfile_of_another_spec_set_is_never_overwritten(project, cli, lock,
     assert result.returncode == 2
     assert "belongs to another spec set (other), not specs" in result.stderr
     assert path.read_bytes() == before
-    result = cli("hash", "specs", "--lockfile", str(path), cwd=project)
-    assert result.returncode == 2 and "belongs to another spec set" in result.stderr
+    # It pins the same inputs, so it can hash this spec set (a lock pins inputs, not runs).
+    assert cli("hash", "specs", "--lockfile", str(path), cwd=project).returncode == 0

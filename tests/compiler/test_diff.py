@@ -164,14 +164,18 @@ def test_cli_two_versions_of_a_set(versions):
     assert "note:" not in out  # both sides locked: nothing to say
 
 
-@pytest.mark.parametrize("unlock", ["no lockfile", "stale lockfile"])
+@pytest.mark.parametrize("unlock", ["no lockfile", "an input not in the lockfile"])
 def test_cli_compares_without_locked_inputs_when_a_side_has_no_lock_and_says_so(versions, unlock):
     old, new, edit = versions
-    edit("{kind: warmup, length: 10, peak: 3e-3}", "{kind: warmup, length: 10, peak: 4e-3}",
-         relock=unlock != "stale lockfile")
     if unlock == "no lockfile":
+        edit("{kind: warmup, length: 10, peak: 3e-3}", "{kind: warmup, length: 10, peak: 4e-3}")
+    else:  # a new source URI: the lock has no entry for it until `runix lock`
+        edit('"builtin://markup"', '"builtin://elsewhere"', relock=False)
+    if unlock == "no lockfile":
+        # Both lockfiles go: with new.lock.json still there, old (same run names, same inputs) would hash with it.
         (old.parent / "lockfiles" / "old.lock.json").unlink()
-    # run from the project: tiny's shipped lockfile would otherwise match the old copy by content
+        (old.parent / "lockfiles" / "new.lock.json").unlink()
+    # run from the project: tiny's shipped lockfile would otherwise be found for the old copy by its run names
     result = run_cli("diff", "old", "new", cwd=old.parent)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -180,7 +184,7 @@ def test_cli_compares_without_locked_inputs_when_a_side_has_no_lock_and_says_so(
     if unlock == "no lockfile":
         assert "old: it has no lockfile" in notes[0]
     else:
-        assert "new: its lockfile" in notes[0] and "new.lock.json is stale (3 runs changed since locking)" in notes[0]
+        assert "new: its lockfile" in notes[0] and "new.lock.json has no entry for source markup builtin://elsewhere" in notes[0]
     assert "comparing hashes without locked inputs on both sides" in notes[0]
     assert "3 unchanged, 1 changed, 2 re-hashed through a parent" in out
     old_code, new_code = (load_spec_set([path]).by_name()["tiny-code"] for path in (old, new))

@@ -1,4 +1,4 @@
-"""The lock: format, what enters the hash, hermetic staleness, and launch's gate."""
+"""The lock: format, what enters the hash, which edits need a relock (only new inputs), and launch's gate."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from tests.conftest import MINIMAL_RUN, REPO
 FAKE_ENV = {
     "runtime": {"python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8",
                 "grain": "0.2.18", "orbax-checkpoint": "0.12.8", "numpy": "2.4.6"},
-    "numerics": {"cpu": {"machine": "x86_64", "isa": ["avx2", "fma"], "usable_cpus": 2}, "xla_flags": ["--fake"]},
+    # Shaped like runtime.numerics.host_facts: `facts` are hashed (with the mesh's pinned flags), `host` is not.
+    "numerics": {"facts": {"machine": "x86_64", "cpu_isa": ["avx2", "fma"], "python": "3.11.7"},
+                 "host": {"cpu_model": "Fake CPU"}},
 }
 
 
@@ -95,9 +97,10 @@ def test_lockfile_keeps_original_apart_from_locked_and_is_sorted_json(tmp_path):
     assert code["locked"]["digest"] == fake_digest("builtin://code")
     assert code["locked"]["token_counts"] == {"builtin://bpe?vocab_size=4096": 1000 + len("builtin://code")}
     assert data["tokenizers"]["builtin://bpe?vocab_size=4096"]["original"] == {"uri": "builtin://bpe", "vocab_size": 4096}
-    assert data["environment"] == {"runtime": FAKE_ENV["runtime"],
-                                   "numerics": {"cpu chips=1 data=1 fsdp=1 tensor=1": FAKE_ENV["numerics"]}}
-    assert data["spec_set"]["runs"]["tiny-code"]["mesh"] == "cpu chips=1 data=1 fsdp=1 tensor=1"
+    assert data["runix_lock"] == 2
+    assert data["environment"] == {"runtime": FAKE_ENV["runtime"], "numerics": {"cpu": FAKE_ENV["numerics"]}}
+    # The runs are listed with their hashes under this lock, for review only.
+    assert data["spec_set"]["runs"] == hashes_of(folder)
     # Writing the same lock again gives the same bytes: no clock, no absolute paths.
     before = path.read_bytes()
     lock_folder(folder)
@@ -121,9 +124,13 @@ def test_lockfile_names():
 # --------------------------------------------------------------------------- the hash covers the lock
 
 
+def hashes_of(folder):
+    return {run.name: run.hash for run in load_locked_spec_set([folder]).spec_set.runs}
+
+
 def hashes_with(folder, resolver=None, env=FAKE_ENV):
     lock_folder(folder, resolver, env)
-    return {run.name: run.hash for run in load_locked_spec_set([folder]).spec_set.runs}
+    return hashes_of(folder)
 
 
 def test_locked_inputs_enter_the_hash_of_the_runs_that_read_them(tmp_path):
@@ -151,33 +158,63 @@ def test_runtime_versions_enter_every_hash(tmp_path):
     assert all(a != b for a, b in zip(base.values(), hashes_with(folder, env=env).values()))
 
 
-def numerics_of(isa, model="Xeon", flags=("--xla_cpu_max_isa=AVX2",)):
-    """Per-mesh facts shaped like runtime.numerics: `bits` hashed, `host` recorded only."""
+def numerics_of(isa, model="Xeon"):
+    """Per-accelerator-kind facts shaped like runtime.numerics.host_facts: `facts` hashed, `host` recorded only."""
 
-    def facts(mesh):
-        bits = {"machine": "x86_64"}
-        if getattr(mesh.accelerator, "value", mesh.accelerator) == "cpu":
-            bits.update(cpu_effective_isa=isa, xla_cpu_flags=list(flags), cpu_thread_pool=max(4, mesh.chips))
-        return {"bits": bits, "host": {"cpu_model": model}}
+    def facts(kind):
+        found = {"machine": "x86_64", "packages": {"jax": "0.10.2"}}
+        if kind == "cpu":
+            found["cpu_isa"] = list(isa)
+        return {"facts": found, "host": {"cpu_model": model}}
 
     return facts
 
 
-def test_numerics_bits_of_each_mesh_enter_its_runs_and_host_facts_do_not(tmp_path):
-    tpu = MINIMAL_RUN.replace("    steps: 10\n", "    steps: 10\n    mesh: {accelerator: tpu-v5e, chips: 8, axes: {data: 8}}\n")
-    both = tpu + MINIMAL_RUN.replace("runs:\n", "").replace("name: base", "name: on-cpu")
+TPU_RUN = MINIMAL_RUN.replace("    steps: 10\n", "    steps: 10\n    mesh: {accelerator: tpu-v5e, chips: 8, axes: {data: 8}}\n")
+
+
+def test_numerics_facts_of_each_accelerator_kind_enter_its_runs_and_host_facts_do_not(tmp_path):
+    both = TPU_RUN + MINIMAL_RUN.replace("runs:\n", "").replace("name: base", "name: on-cpu")
     folder = make_project(tmp_path, both)
-    env = {"runtime": FAKE_ENV["runtime"], "numerics": numerics_of("AVX2")}
+    env = {"runtime": FAKE_ENV["runtime"], "numerics": numerics_of(["sse4_2", "avx", "avx2"])}
     base = hashes_with(folder, env=env)
     lock = read_lock(default_lockfile([folder]))
-    assert sorted(lock.environment.numerics) == ["cpu chips=1 data=1 fsdp=1 tensor=1", "tpu-v5e chips=8 data=8 fsdp=1 tensor=1"]
-    assert lock.spec_set.runs["base"].mesh == "tpu-v5e chips=8 data=8 fsdp=1 tensor=1"
-    assert hashes_with(folder, env={**env, "numerics": numerics_of("AVX2", model="EPYC")}) == base
-    changed = hashes_with(folder, env={**env, "numerics": numerics_of("SSE4_2")})
+    assert sorted(lock.environment.numerics) == ["cpu", "tpu-v5e"]  # keyed by accelerator kind, not by mesh
+    assert hashes_with(folder, env={**env, "numerics": numerics_of(["sse4_2", "avx", "avx2"], model="EPYC")}) == base
+    changed = hashes_with(folder, env={**env, "numerics": numerics_of(["sse4_2"])})
     assert changed["base"] == base["base"]  # the TPU run
     assert changed["on-cpu"] != base["on-cpu"]
     drift = compare_locks(lock, read_lock(default_lockfile([folder])))
-    assert [(d.what, d.note) for d in drift] == [("numerics [cpu chips=1 data=1 fsdp=1 tensor=1]", "differs in cpu_effective_isa")]
+    assert [(d.what, d.note) for d in drift] == [("numerics [cpu]", "differs in cpu_isa")]
+    # What the hash sees: the recorded facts plus the pinned flags of the run's mesh (runtime.numerics).
+    on_cpu = load_locked_spec_set([folder]).spec_set.by_name()["on-cpu"]
+    bits = lock.inputs_for(on_cpu.spec)["numerics"]
+    assert bits["cpu_effective_isa"] == "AVX2" and bits["cpu_thread_pool"] == 4 and bits["machine"] == "x86_64"
+
+
+def test_a_mesh_change_on_a_locked_accelerator_kind_needs_no_relock(tmp_path):
+    folder = make_project(tmp_path)
+    path = lock_folder(folder, env={"runtime": FAKE_ENV["runtime"], "numerics": numerics_of(["avx2"])})
+    before = path.read_bytes()
+    base = hashes_of(folder)
+    (folder / "runs.yaml").write_text(MINIMAL_RUN.replace("    steps: 10\n",
+                                                          "    steps: 10\n    mesh: {chips: 8, axes: {data: 8}}\n"))
+    locked = load_locked_spec_set([folder])
+    run = locked.spec_set.runs[0]
+    assert run.hash != base["base"]
+    assert locked.lock.inputs_for(run.spec)["numerics"]["cpu_thread_pool"] == 8  # derived from the mesh, not read
+    assert path.read_bytes() == before
+
+
+def test_a_new_accelerator_kind_needs_a_relock_naming_it(tmp_path):
+    folder = make_project(tmp_path)
+    lock_folder(folder)
+    (folder / "runs.yaml").write_text(TPU_RUN)
+    with pytest.raises(SpecError) as err:
+        load_locked_spec_set([folder])
+    [problem] = err.value.problems
+    assert problem.path == "runs[base].mesh.accelerator"
+    assert "numerics of accelerator tpu-v5e is not in" in problem.message and f"runix lock {folder}" in problem.message
 
 
 def test_unresolved_sources_still_hash_and_dry_run(tmp_path):
@@ -220,51 +257,69 @@ def test_missing_lock_says_how_to_create_it(tmp_path):
     assert str(tmp_path / "lockfiles" / "specs.lock.json") in message
 
 
-def test_a_spec_edit_without_relocking_is_stale(tmp_path):
+@pytest.mark.parametrize("edit", [
+    lambda text: text.replace("peak: 1e-3", "peak: 2e-3"),  # schedule
+    lambda text: text.replace("steps: 10", "steps: 12"),  # length
+    lambda text: text.replace("    steps: 10\n", "    steps: 10\n    init: {kind: scratch, seed: 7}\n"),  # seed
+    lambda text: text.replace("{preset: tiny}", "{preset: tiny, d_ff: 512}"),  # model dims
+    lambda text: text.replace('share: 1.0}', 'share: 0.5}\n        more: {uri: "builtin://code", role: code, share: 0.5}'),
+])
+def test_editing_anything_but_an_input_needs_no_relock(tmp_path, edit):
     folder = make_project(tmp_path)
     path = lock_folder(folder)
-    old = read_lock(path).spec_set.runs["base"].spec_sha256
-    (folder / "runs.yaml").write_text(MINIMAL_RUN.replace("peak: 1e-3", "peak: 2e-3"))
-    with pytest.raises(SpecError) as err:
-        load_locked_spec_set([folder])
-    message = str(err.value)
-    new = load_spec_set([folder]).runs[0].hash
-    assert "stale lock" in message and "run base changed" in message
-    assert old in message and new in message
-    assert f"runix lock {folder}" in message
+    before = path.read_bytes()
+    old = hashes_of(folder)
+    (folder / "runs.yaml").write_text(edit(MINIMAL_RUN))
+    new = hashes_of(folder)
+    assert new["base"] != old["base"]
+    assert path.read_bytes() == before  # the review record keeps the hashes it was written with
+    assert read_lock(path).spec_set.runs == old
 
 
-def test_a_changed_source_uri_is_named(tmp_path):
+def test_a_new_source_uri_needs_a_relock_naming_it_at_the_spec(tmp_path):
     folder = make_project(tmp_path)
     lock_folder(folder)
     (folder / "runs.yaml").write_text(MINIMAL_RUN.replace('"builtin://code"', '"builtin://text"'))
-    with pytest.raises(SpecError, match=r"source code builtin://code → builtin://text"):
+    with pytest.raises(SpecError) as err:
         load_locked_spec_set([folder])
+    [problem] = err.value.problems
+    assert problem.location.file == str(folder / "runs.yaml") and problem.location.line == 2
+    assert problem.path == "runs[base].data.sources.code.uri"
+    assert problem.message == (f"source code builtin://text is not in {tmp_path / 'lockfiles' / 'specs.lock.json'}; "
+                               f"add it with `runix lock {folder}`")
 
 
-def test_added_and_removed_runs_are_stale(tmp_path):
+def test_a_new_tokenizer_needs_a_relock_naming_it_once_for_all_its_runs(tmp_path):
+    folder = make_project(tmp_path, MINIMAL_RUN + "  - {name: more, extends: base, steps: 20}\n")
+    lock_folder(folder)
+    text = MINIMAL_RUN.replace("{preset: tiny}", "{preset: tiny, vocab_size: 8192}")
+    (folder / "runs.yaml").write_text(text + "  - {name: more, extends: base, steps: 20}\n")
+    with pytest.raises(SpecError) as err:
+        load_locked_spec_set([folder])
+    [problem] = err.value.problems
+    assert problem.path == "runs[base].data.tokenizer"
+    assert "tokenizer builtin://bpe?vocab_size=8192 (and 1 more run) is not in" in problem.message
+
+
+def test_added_and_removed_runs_need_no_relock(tmp_path):
     folder = make_project(tmp_path)
     lock_folder(folder)
-    extra = MINIMAL_RUN + "  - {name: more, extends: base, steps: 20}\n"
-    (folder / "runs.yaml").write_text(extra)
-    with pytest.raises(SpecError, match="run more is not locked"):
-        load_locked_spec_set([folder])
+    (folder / "runs.yaml").write_text(MINIMAL_RUN + "  - {name: more, extends: base, steps: 20}\n")
+    assert set(hashes_of(folder)) == {"base", "more"}
     lock_folder(folder)
     (folder / "runs.yaml").write_text(MINIMAL_RUN)
-    with pytest.raises(SpecError, match="run more was removed"):
-        load_locked_spec_set([folder])
+    assert set(hashes_of(folder)) == {"base"}
 
 
-def test_a_parent_edit_makes_the_children_stale(tmp_path):
+def test_a_parent_edit_rehashes_the_children_without_a_relock(tmp_path):
     folder = tiny_copy(tmp_path)
     lock_folder(folder)
+    old = hashes_of(folder)
     chain = folder / "chain.yaml"
     chain.write_text(chain.read_text().replace("peak: 3e-3}\n        - {kind: cosine, floor: 3e-4}          # the rest",
                                                "peak: 4e-3}\n        - {kind: cosine, floor: 3e-4}          # the rest"))
-    with pytest.raises(SpecError) as err:
-        load_locked_spec_set([folder])
-    stale = {p.path.rsplit(".", 1)[-1] for p in err.value.problems}
-    assert stale == {"tiny-code", "tiny-code-text", "tiny-cooldown"}
+    new = hashes_of(folder)
+    assert {name for name in old if old[name] != new[name]} == {"tiny-code", "tiny-code-text", "tiny-cooldown"}
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -272,6 +327,7 @@ def test_a_parent_edit_makes_the_children_stale(tmp_path):
     (b"\xff\xfe", "not JSON"),
     (b"[]", "corrupt lockfile"),
     (b'{"runix_lock": 99}', "lockfile format 99"),
+    (b'{"runix_lock": 1}', "lockfile format 1, this runix reads 2; rewrite it with `runix lock`"),
     (None, "corrupt lockfile"),  # valid JSON, a locked entry without its digest
 ])
 def test_a_corrupt_lockfile_is_bad_input(tmp_path, content, expected):
@@ -287,16 +343,20 @@ def test_a_corrupt_lockfile_is_bad_input(tmp_path, content, expected):
     assert expected in str(err.value) and str(path) in str(err.value)
 
 
-def test_a_lockfile_of_another_spec_set_is_refused(tmp_path):
+def test_a_lockfile_of_another_spec_set_hashes_what_it_pins_and_names_what_it_lacks(tmp_path):
     folder = make_project(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
     (other / "x.yaml").write_text(MINIMAL_RUN.replace("name: base", "name: elsewhere"))
     path = lock_folder(other)
+    assert len(load_locked_spec_set([folder], lockfile=path).spec_set.runs) == 1  # same inputs: it can hash them
+    (other / "x.yaml").write_text(MINIMAL_RUN.replace("name: base", "name: elsewhere").replace("builtin://code", "builtin://text"))
+    lock_folder(other)
     with pytest.raises(SpecError) as err:
         load_locked_spec_set([folder], lockfile=path)
     message = str(err.value)
-    assert "belongs to another spec set (other), not specs" in message
+    assert "source code builtin://code is not in" in message
+    assert "belongs to another spec set (other), not specs" in message and "other-specs.lock.json" not in message
 
 
 def test_a_copied_or_partial_spec_set_finds_its_lock_by_content(tmp_path):
@@ -359,14 +419,14 @@ def test_store_lock_entries_rehash_to_the_run_hash(tmp_path):
         assert set(entries["sources"]) == set(run.spec.data.sources)
 
 
-def test_lock_model_rejects_dangling_references(tmp_path):
+def test_lock_model_rejects_malformed_entries(tmp_path):
     data = json.loads(lock_folder(tiny_copy(tmp_path)).read_text())
-    del data["sources"]["builtin://code"]
-    with pytest.raises(Exception, match="refers to inputs with no entry: builtin://code"):
+    data["environment"]["numerics"]["cpu"] = {"bits": {}}
+    with pytest.raises(Exception, match="numerics entry 'cpu' has no 'facts' mapping"):
         Lock.model_validate(data)
     data = json.loads((tmp_path / "lockfiles" / "tiny.lock.json").read_text())
-    data["environment"]["numerics"] = {}
-    with pytest.raises(Exception, match="numerics of mesh 'cpu chips=1 data=1 fsdp=1 tensor=1'"):
+    data["spec_set"]["runs"]["tiny-code"] = "not a hash"
+    with pytest.raises(Exception, match="runs tiny-code: not a hex sha256"):
         Lock.model_validate(data)
 
 
@@ -397,6 +457,8 @@ def test_environment_drift_compares_this_machine_with_the_lock(tmp_path):
     assert environment_drift(lock, runs) == []
     drifts = environment_drift(read_lock(lock_folder(folder, env={**here, "runtime": {**here["runtime"], "optax": "0.0.1"}})), runs)
     assert [d.what for d in drifts] == ["runtime optax"] and drifts[0].old == "0.0.1"
-    other_bits = {**here, "numerics": lambda mesh: {"bits": {"cpu_effective_isa": "SSE4_2"}, "host": {}}}
-    drifts = environment_drift(read_lock(lock_folder(folder, env=other_bits)), runs)
-    assert [d.what for d in drifts] == ["numerics [cpu chips=1 data=1 fsdp=1 tensor=1]"]
+    older_cpu = {**here, "numerics": lambda kind: {**numerics_facts(kind), "facts": {**numerics_facts(kind)["facts"],
+                                                                                    "cpu_isa": ["sse4_2"]}}}
+    drifts = environment_drift(read_lock(lock_folder(folder, env=older_cpu)), runs)
+    assert [d.what for d in drifts] == ["numerics [cpu]"]
+    assert "cpu_effective_isa" in drifts[0].note and "cpu_isa" in drifts[0].note

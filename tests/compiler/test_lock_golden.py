@@ -7,6 +7,17 @@ source's and the tokenizer's digest, runtime versions, numerics facts for the
 run's accelerator). It may change only when one of those changes on purpose,
 or when specs/tiny/chain.yaml changes tiny-code (or tiny-base) — say so in
 the commit; every stored run is re-keyed by such a change.
+
+Lock format 2 (issue 13): the lock pins inputs, not runs, and records numerics
+*host facts* once per accelerator kind; the hashed numerics bits are derived
+from those facts and the run's mesh by runtime.numerics.numerics_bits (pinned
+XLA flags, thread pool, gradient reduction, jax config). The golden value
+changed then, from e9998f60…, only because this fixture changed shape: it
+used to hand the hash a made-up `bits` mapping directly, now it records
+facts and the bits are derived as for a real lock. For real lockfiles the
+bits are the same as before, key for key, so the shipped spec sets kept
+their hashes: `runix hash` on each of them printed the same lines before and
+after their lockfiles were rewritten in format 2.
 """
 
 from __future__ import annotations
@@ -19,14 +30,14 @@ from compiler.specset import compile_documents, read_documents
 from tests.conftest import REPO
 
 TINY = REPO / "specs" / "tiny"
-GOLDEN_TINY_CODE = "e9998f602ac5f9a9da352089c49080bbadba215914a1099b5c3ff28d3cb1609e"
+GOLDEN_TINY_CODE = "b557a8bbe1c1c81435fdac2e46e2c9814488148c6c3de54cbba379fd664cacbe"
 
 FIXED_ENV = {
     "runtime": {"python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8",
                 "grain": "0.2.18", "orbax-checkpoint": "0.12.8", "numpy": "2.4.6"},
-    # Shaped like runtime.numerics.numerics_facts(mesh): `bits` are hashed, `host` is not.
-    "numerics": {"bits": {"machine": "x86_64", "cpu_effective_isa": "AVX2", "cpu_thread_pool": 4,
-                          "xla_cpu_flags": ["--xla_cpu_max_isa=AVX2", "--xla_cpu_enable_fast_math=false"]},
+    # Shaped like runtime.numerics.host_facts(kind): `facts` are hashed (with the mesh's pinned flags), `host` is not.
+    "numerics": {"facts": {"machine": "x86_64", "python": "3.11.7", "packages": {"jax": "0.10.2"},
+                           "cpu_isa": ["avx", "avx2", "fma", "sse4_1", "sse4_2"]},
                  "host": {"cpu_model": "any CPU", "platform": "any kernel"}},
 }
 
@@ -66,5 +77,10 @@ def test_the_fixed_lock_is_what_the_hash_sees():
                     "markup": {"digest": _digest("source builtin://markup")}},
         "tokenizer": {"digest": _digest("tokenizer builtin://bpe 4096")},
         "runtime": FIXED_ENV["runtime"],
-        "numerics": FIXED_ENV["numerics"]["bits"],
+        "numerics": {**FIXED_ENV["numerics"]["facts"],
+                     "cpu_effective_isa": "AVX2", "cpu_thread_pool": 4, "gradient_reduction": "fixed-order",
+                     "xla_cpu_flags": ["--xla_cpu_max_isa=AVX2", "--xla_cpu_enable_fast_math=false",
+                                       "--xla_cpu_multi_thread_eigen=true"],
+                     "jax_config": {"JAX_DEFAULT_MATMUL_PRECISION": "default", "JAX_DEFAULT_PRNG_IMPL": "threefry2x32",
+                                    "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu", "JAX_THREEFRY_PARTITIONABLE": "1"}},
     }

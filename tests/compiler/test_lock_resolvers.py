@@ -201,30 +201,17 @@ def test_runtime_versions_and_numerics_never_import_jax():
     assert versions["python"].count(".") == 2
 
 
-def test_cpu_isa_flags_from_cpuinfo():
-    text = "processor : 0\nflags : fpu sse4_2 avx avx2 fma something_else\n\nprocessor : 1\nflags : fpu sse4_2\n"
-    assert environment.cpu_isa_flags(text) == {"sse4_2", "avx", "avx2", "fma"}
-    assert environment.cpu_isa_flags("Features : fp asimd sve\n") == {"asimd", "sve"}
-
-
-def test_numerics_come_from_the_runtime_per_mesh(monkeypatch):
+def test_numerics_come_from_the_runtime_per_accelerator_kind(monkeypatch):
     from compiler.spec import MeshSpec
 
     seen = []
     fake = types.ModuleType("runtime.numerics")
-    fake.numerics_facts = lambda mesh: seen.append(mesh) or {"bits": {"flags": ("--x",)}, "host": {"isa": {"avx2"}}}
+    fake.host_facts = lambda kind: seen.append(kind) or {"facts": {"flags": ("--x",)}, "host": {"isa": {"avx2"}}}
+    fake.numerics_bits = lambda facts, mesh: {**facts, "chips": mesh.chips}
     monkeypatch.setitem(sys.modules, "runtime.numerics", fake)
+    entry = environment.numerics_facts("tpu-v5e")
+    assert entry == {"facts": {"flags": ["--x"]}, "host": {"isa": ["avx2"]}}
+    assert seen == ["tpu-v5e"]
     mesh = MeshSpec(accelerator="tpu-v5e", chips=8, axes={"data": 8})
-    assert environment.numerics_facts(mesh) == {"bits": {"flags": ["--x"]}, "host": {"isa": ["avx2"]}}
-    assert seen == [mesh]
-    assert environment.hashed_numerics(environment.numerics_facts(mesh)) == {"flags": ["--x"]}
-    assert environment.mesh_key(mesh) == "tpu-v5e chips=8 data=8 fsdp=1 tensor=1"
-    assert environment.mesh_key(MeshSpec()) == "cpu chips=1 data=1 fsdp=1 tensor=1"
-
-
-def test_fallback_numerics_hash_cpu_facts_only_for_cpu_meshes():
-    from compiler.spec import MeshSpec
-
-    cpu = environment.fallback_numerics_facts(MeshSpec())
-    tpu = environment.fallback_numerics_facts(MeshSpec(accelerator="tpu-v4", chips=4, axes={"data": 4}))
-    assert "cpu_isa" in cpu["bits"] and "cpu_isa" not in tpu["bits"] and "cpu_isa" in tpu["host"]
+    assert environment.numerics_bits(entry, mesh) == {"flags": ["--x"], "chips": 8}
+    assert environment.accelerator_name(mesh) == "tpu-v5e" and environment.accelerator_name(MeshSpec()) == "cpu"

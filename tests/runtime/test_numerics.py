@@ -67,3 +67,26 @@ def test_entry_point_imports_no_jax_before_pinning():
     code = "import sys, runtime.__main__, runtime.data_source, runtime.digest; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_host_facts_are_per_accelerator_kind_and_bits_a_pure_function_of_them_and_the_mesh(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Test CPU\nflags\t\t: sse4_2 avx avx2 fma\n")
+    cpu = numerics.host_facts("cpu", str(cpuinfo))
+    tpu = numerics.host_facts("tpu-v5e", str(cpuinfo))
+    assert cpu["facts"]["cpu_isa"] == ["avx", "avx2", "fma", "sse4_2"] and "cpu_isa" not in tpu["facts"]
+    assert cpu["host"] == {"cpu_model": "Test CPU", "platform": cpu["host"]["platform"]}
+    small, big = MeshSpec(chips=1), MeshSpec(chips=16, axes={"data": 16})
+    # numerics_facts (what the trainer records) is exactly host facts + the mesh's pinned bits.
+    assert numerics.numerics_facts(big, 1, str(cpuinfo))["bits"] == numerics.numerics_bits(cpu["facts"], big)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("numerics_bits must read nothing")
+
+    monkeypatch.setattr("builtins.open", no_reading)
+    monkeypatch.setattr(numerics.os, "environ", {})
+    bits_small, bits_big = numerics.numerics_bits(cpu["facts"], small), numerics.numerics_bits(cpu["facts"], big)
+    assert bits_small["cpu_thread_pool"] == 4 and bits_big["cpu_thread_pool"] == 16  # derived from the mesh
+    assert bits_small["cpu_effective_isa"] == bits_big["cpu_effective_isa"] == "AVX2"
+    on_tpu = numerics.numerics_bits(tpu["facts"], MeshSpec(accelerator="tpu-v5e", chips=8, axes={"fsdp": 8}))
+    assert "cpu_isa" not in on_tpu and "xla_cpu_flags" not in on_tpu and on_tpu["gradient_reduction"] == "xla"
