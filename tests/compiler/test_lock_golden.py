@@ -15,9 +15,11 @@ XLA flags, thread pool, gradient reduction, jax config). The golden value
 changed then, from e9998f60…, only because this fixture changed shape: it
 used to hand the hash a made-up `bits` mapping directly, now it records
 facts and the bits are derived as for a real lock. For real lockfiles the
-bits are the same as before, key for key, so the shipped spec sets kept
-their hashes: `runix hash` on each of them printed the same lines before and
-after their lockfiles were rewritten in format 2.
+bits are the same as before, key for key: the format-1 lockfiles converted
+mechanically to format 2 gave every shipped run the same hash. The shipped
+lockfiles were then rewritten by `runix lock` on another host, which moved
+the CPU sets' hashes (tiny, the twins: that host lacks amx_bf16/amx_tile)
+but not the TPU/GPU recipes'.
 """
 
 from __future__ import annotations
