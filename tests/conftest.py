@@ -28,6 +28,16 @@ runs:
 """
 
 
+def pytest_configure(config):
+    """Tests run jax on the CPU unless they ask for another platform themselves.
+
+    With jax[tpu] installed (requirements.lock pins libtpu), an in-process
+    `import jax` probes for a TPU and blocks on /tmp/libtpu_lockfile while any
+    other process on the machine holds it.
+    """
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
 @pytest.fixture
 def write_spec(tmp_path):
     """Write a spec file under tmp_path and return its path."""
