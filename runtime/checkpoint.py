@@ -1,8 +1,10 @@
 """Orbax checkpoints of a run: the whole training state plus the run's identity and digest so far.
 
 What one checkpoint (a directory `checkpoints/<k>/`, k = steps taken) holds:
-  * `state`: params, optimizer state, the step (the data position: batch k is
-    next) and the PRNG key data, restored straight into their shards;
+  * `state`: params, optimizer state and the step (the data position: batch k
+    is next), restored straight into their shards. Checkpoints written while
+    the state still carried an (unused) PRNG key restore too: the key is read
+    and left (LEGACY_FIELDS);
   * `meta` (JSON): the run hash (a checkpoint of another run is refused, never
     resumed from), the step, and the digest record up to step k, so a resumed
     run continues the very record the uninterrupted run would have written.
@@ -23,11 +25,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from runtime.train_state import TrainState
 
 STATE, META = "state", "meta"
+LEGACY_FIELDS = {"rng": ((2,), jnp.uint32)}
+"""State fields older checkpoints hold and the state no longer has: name → (shape, dtype).
+`rng` was the run's PRNG key data, carried but never used (runtime.train_state)."""
 
 
 class CheckpointMismatch(ValueError):
@@ -49,7 +56,9 @@ class Checkpoints:
             enable_async_checkpointing=False,
             save_root_metadata=False,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE, META))
+        # Handlers named up front (not only item names), so a checkpoint's metadata is readable before any restore.
+        handlers = {STATE: ocp.StandardCheckpointHandler(), META: ocp.JsonCheckpointHandler()}
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -74,6 +83,10 @@ class Checkpoints:
         restored = self._manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))
         return dict(restored[META])
 
+    def state_fields(self, step: int) -> list[str]:
+        """The names of the state fields checkpoint `step` holds (sorted)."""
+        return sorted(self._manager.item_metadata(step)[STATE].keys())
+
     def restore(self, step: int, abstract_state: TrainState, run_hash: str | None) -> tuple[TrainState, dict[str, Any]]:
         """The state of checkpoint `step` in the shardings of `abstract_state`, and its meta.
 
@@ -84,10 +97,14 @@ class Checkpoints:
             raise CheckpointMismatch(
                 f"checkpoint {step} in {self.directory} belongs to run {meta.get('run_hash')!r}, not {run_hash!r}"
             )
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)}),
-        )
-        return TrainState(*restored[STATE]), meta
+        saved = set(self.state_fields(step))
+        legacy = {name: jax.ShapeDtypeStruct(*LEGACY_FIELDS[name], sharding=abstract_state.step.sharding)
+                  for name in sorted(saved & set(LEGACY_FIELDS))}
+        target = {**abstract_state._asdict(), **legacy} if legacy else abstract_state
+        restored = self._manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(target)}))[STATE]
+        if legacy:
+            return TrainState(**{name: restored[name] for name in TrainState._fields}), meta
+        return TrainState(*restored), meta
 
     def _retain(self) -> None:
         periodic = [s for s in self.steps() if s != self.total_steps]

@@ -2,11 +2,15 @@
 
 Why a NamedTuple of plain pytrees: params are the pure dict of `nnx.split`
 (sorted, stable paths that the digest and checkpoints use), the optimizer
-state is optax's, the step is a device scalar (the data position: batch
-`step` is the next one to train on), and the PRNG key is stored as raw uint32
-key data (typed key arrays do not round-trip through checkpoints). The model
-has no dropout, so the key is not consumed yet; it is carried and checkpointed
-so a stochastic addition would replay and resume bit-exactly too.
+state is optax's, and the step is a device scalar (the data position: batch
+`step` is the next one to train on).
+
+No PRNG key: after initialization nothing in training draws a random number
+(the model has no dropout; batch `step` is a pure function of the data seed
+and the step; weights are drawn once, from fold_in(key(init seed), crc32(path))).
+A key that nothing consumed used to be carried and checkpointed; it only
+suggested randomness that is not there. A stochastic addition would add its
+key here, with the use that makes it replay and resume bit-exactly.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ class TrainState(NamedTuple):
     step: jax.Array  # int32 scalar: steps taken = index of the next batch
     params: Any  # pure dict of arrays, paths as in the nnx module
     opt_state: Any  # optax state, per-parameter leaves sharded like params
-    rng: jax.Array  # uint32 key data of the run's PRNG key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +80,11 @@ def state_layout(parts: ModelParts, tx: optax.GradientTransformation, mesh: Mesh
     params_sh = sharding_lib.param_shardings(parts.logical_axes, parts.abstract_params, mesh)
     opt_sh = sharding_lib.optimizer_shardings(tx, parts.abstract_params, params_sh, mesh)
     rep = sharding_lib.replicated(mesh)
-    shardings = TrainState(step=rep, params=params_sh, opt_state=opt_sh, rng=rep)
+    shardings = TrainState(step=rep, params=params_sh, opt_state=opt_sh)
     shapes = TrainState(
         step=jax.ShapeDtypeStruct((), jnp.int32),
         params=parts.abstract_params,
         opt_state=jax.eval_shape(tx.init, parts.abstract_params),
-        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
     )
     abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
     return StateLayout(shardings, abstract)
@@ -126,16 +128,10 @@ def init_opt_state(tx: optax.GradientTransformation, params, layout: StateLayout
     return jax.jit(tx.init, out_shardings=layout.shardings.opt_state)(params)
 
 
-def fresh_state(params, opt_state, rng_seed: int, layout: StateLayout) -> TrainState:
+def fresh_state(params, opt_state, layout: StateLayout) -> TrainState:
     """A TrainState at step 0 around the given params and optimizer state."""
-    rng = jax.random.key_data(jax.random.key(rng_seed))
     step = jnp.zeros((), jnp.int32)
-    return TrainState(
-        step=jax.device_put(step, layout.shardings.step),
-        params=params,
-        opt_state=opt_state,
-        rng=jax.device_put(rng.astype(jnp.uint32), layout.shardings.rng),
-    )
+    return TrainState(step=jax.device_put(step, layout.shardings.step), params=params, opt_state=opt_state)
 
 
 def host_params(params):

@@ -60,7 +60,7 @@ def _update(state: TrainState, loss, grads, tx, learning_rate):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": learning_rate(state.step)}
-    return TrainState(state.step + 1, params, opt_state, state.rng), metrics
+    return state._replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
 def fixed_order_train_step(

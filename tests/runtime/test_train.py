@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -144,3 +146,42 @@ def test_tampered_or_unbuilt_parent_is_refused(base, tmp_path):
         train(child, tmp_path / "child3", parent=(parent_spec, unbuilt, parent_hash))
     for name in ("child1", "child2", "child3"):
         assert not (tmp_path / name / "checkpoints").exists() and not (tmp_path / name / "digest.json").exists()
+
+
+def test_checkpoints_hold_no_prng_key(base):
+    """Nothing in training draws random numbers after initialization, so the state carries no PRNG key."""
+    spec, run_dir, _, _ = base
+    checkpoints = checkpoint_lib.Checkpoints(run_dir / "checkpoints", keep=1, total_steps=12, read_only=True)
+    assert checkpoints.state_fields(12) == ["opt_state", "params", "step"]
+
+
+class _StateWithKey(NamedTuple):
+    """The state as checkpoints held it before the unused PRNG key was dropped."""
+
+    step: Any
+    params: Any
+    opt_state: Any
+    rng: Any
+
+
+def test_a_checkpoint_written_with_the_former_prng_key_still_resumes_bit_exactly(base, tmp_path):
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    spec, _, _, uninterrupted = base
+    train(spec, tmp_path, stop_after_step=8)
+    folder = tmp_path / "checkpoints"
+    checkpoints = checkpoint_lib.Checkpoints(folder, keep=1, total_steps=12)
+    meta = checkpoints.read_meta(8)
+    manager = ocp.CheckpointManager(folder, item_names=("state", "meta"))
+    saved = manager.restore(8, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    manager.close()
+    checkpoints.close()
+    shutil.rmtree(folder / "8")
+    old = _StateWithKey(saved["step"], saved["params"], saved["opt_state"], np.array([0, 0], np.uint32))
+    writer = checkpoint_lib.Checkpoints(folder, keep=1, total_steps=12)
+    writer.save(old, meta)
+    assert writer.state_fields(8) == ["opt_state", "params", "rng", "step"]
+    writer.close()
+    resumed = train(spec, tmp_path)
+    assert resumed.complete and resumed == uninterrupted
