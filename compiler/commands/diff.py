@@ -13,14 +13,24 @@ Each of A and B is one of
     PATH            a spec file or folder (a spec set)
     PATH:RUN        the run RUN of the spec set at PATH
     RUN or HASH     a run name, or a hash (a unique prefix of at least 6 hex digits),
-                    looked up in the spec set given with --in PATH...
+                    looked up in the spec set given with --in PATH..., else (a hash)
+                    among the built runs of the store given with --store URL:
+                    its spec.json and lock.json, exactly what was hashed and trained
+    LOCKFILE        a lockfile (`*.lock.json`, e.g. last month's copy) as A: the
+                    spec set B hashed under that lock (why did the data change my hash?)
+`runix diff --store S 5d42ab c81f07` explains why two stored runs differ;
+`runix diff --store S 5d42ab specs/tiny:tiny-code` why a stored run's hash is
+not today's; `runix diff old.lock.json specs/tiny` what relocking changed.
 Two runs are compared field by field (e.g. `runix diff specs/tiny:tiny-code
 specs/tiny:tiny-code-text`). Two spec sets (e.g. the old and the new version of
 a folder: `runix diff old/specs specs`) are compared run by run, matched by
 name: which runs changed their own hashed fields, which re-hash only because
 a parent's hash changed, which differ only in metadata, which were added or
-removed. Two spec sets of one run each are compared as two runs. Exit 0
-whether or not anything differs; 2 for bad input.
+removed. Two spec sets of one run each are compared as two runs. When two
+runs differ through their parents, diff recurses up both initialization
+chains (in the spec sets, else in the store) and names what changed in each
+ancestor: "parent tiny-code: inputs.sources.code.digest 5d42… → b2f9…".
+Exit 0 whether or not anything differs; 2 for bad input.
 
 Locked inputs. Hashes are `runix hash`'s: each spec set is read with its
 lockfile (compiler.lock), and the hash document includes the run's locked
@@ -59,10 +69,13 @@ def register(subparsers) -> None:
         description="Compare two runs (PATH:RUN, or RUN/HASH with --in) or two spec sets (PATH PATH, runs matched "
                     "by name): the fields that differ, which changed the hash, which descendants re-hash.",
     )
-    parser.add_argument("a", metavar="A", help="PATH, PATH:RUN, or RUN/HASH (with --in)")
-    parser.add_argument("b", metavar="B", help="PATH, PATH:RUN, or RUN/HASH (with --in)")
+    parser.add_argument("a", metavar="A", help="PATH, PATH:RUN, RUN/HASH (with --in), HASH (with --store), or a LOCKFILE")
+    parser.add_argument("b", metavar="B", help="PATH, PATH:RUN, RUN/HASH (with --in) or HASH (with --store)")
     parser.add_argument("--in", dest="search", nargs="+", metavar="PATH", default=(),
                         help="spec files or folders in which bare run names and hashes are looked up")
+    parser.add_argument("--store", metavar="URL",
+                        help="store (fsspec URL) in which bare hashes and parents are looked up; "
+                             "default: <project>/.runix/store for parents only")
     parser.set_defaults(func=run)
 
 
@@ -195,12 +208,12 @@ class Loaded:
     no_lock: str | None  # why there is no usable lock (None when locked)
 
 
-def load_specs(paths: Sequence[str]) -> Loaded:
+def load_specs(paths: Sequence[str], lockfile: str | None = None) -> Loaded:
     """The one place diff reads spec sets: spec problems are errors, a missing lock or lock entry is not."""
     documents = read_documents(paths)
     unlocked = compile_documents(documents)
     try:
-        locked = lock_spec_set(paths, documents, unlocked)
+        locked = lock_spec_set(paths, documents, unlocked, lockfile)
     except SpecError as err:
         return Loaded(tuple(map(str, paths)), unlocked, None, None, _why_no_lock(err))
     return Loaded(tuple(map(str, paths)), unlocked, locked.spec_set, locked.lock.inputs_for, None)
@@ -220,43 +233,144 @@ def _why_no_lock(err: SpecError) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stored:
+    """A built run read back from the store: exactly what was hashed (spec.json) with what was locked (lock.json)."""
+
+    run: CompiledRun
+    inputs: Mapping[str, Any]
+
+    def inputs_for(self, spec) -> Mapping[str, Any]:
+        return self.inputs
+
+
+@dataclasses.dataclass(frozen=True)
 class Operand:
     label: str
-    loaded: Loaded
+    loaded: Loaded | None  # None for a stored run
     run_name: str | None  # None: the whole spec set
     locked: bool = True  # compare the hashes with locked inputs (every operand has a usable lock)
+    stored: Stored | None = None
 
     @property
     def specs(self) -> SpecSet:
+        if self.stored is not None:
+            return SpecSet((self.stored.run,))
         return self.loaded.locked if self.locked else self.loaded.unlocked
 
     @property
     def inputs_for(self) -> InputsFor | None:
+        if self.stored is not None:
+            return self.stored.inputs_for
         return self.loaded.inputs_for if self.locked else None
 
     @property
     def run(self) -> CompiledRun | None:
+        if self.stored is not None:
+            return self.stored.run
         return None if self.run_name is None else self.specs.by_name()[self.run_name]
 
 
-def resolve_operand(text: str, search: Sequence[str], cache: dict[tuple[str, ...], Loaded]) -> Operand:
-    def specs(paths: Sequence[str]) -> Loaded:
-        key = tuple(paths)
-        if key not in cache:
-            cache[key] = load_specs(paths)
-        return cache[key]
+class Reader:
+    """Where diff reads operands: spec sets (cached by paths) and, lazily, the store."""
 
+    def __init__(self, store_url: str | None):
+        self.store_url = store_url
+        self._loaded: dict[tuple[tuple[str, ...], str | None], Loaded] = {}
+        self._stored: dict[str, Stored] = {}
+        self._store = None
+
+    def specs(self, paths: Sequence[str], lockfile: str | None = None) -> Loaded:
+        key = (tuple(paths), lockfile)
+        if key not in self._loaded:
+            self._loaded[key] = load_specs(paths, lockfile)
+        return self._loaded[key]
+
+    def store(self, required: bool = True):
+        if self._store is None and (required or self.store_url is not None or _default_store_exists()):
+            from compiler.commands.store import open_store
+
+            self._store = open_store(self.store_url)
+        return self._store
+
+    def stored(self, prefix: str) -> Stored:
+        """A built run of the store by hash (prefix), through the store's public reading API (verified)."""
+        store = self.store()
+        run_hash = store.resolve(prefix)
+        if run_hash not in self._stored:
+            self._stored[run_hash] = stored_run(store.read_json(run_hash, "spec.json"), store.read_json(run_hash, "lock.json"),
+                                                f"{store.url}:{run_hash[:12]}")
+        return self._stored[run_hash]
+
+    def stored_parent(self, parent_hash: str) -> Stored | None:
+        """The parent from the store, when there is a store and it holds the parent built; else None."""
+        try:
+            store = self.store(required=False)
+            if store is None or not store.is_built(parent_hash):
+                return None
+            return self.stored(parent_hash)
+        except SpecError:
+            return None
+
+
+def _default_store_exists() -> bool:
+    from compiler.lock import project_root
+    from compiler.store import default_store_url
+
+    url = default_store_url(project_root(pathlib.Path.cwd()))
+    return "://" not in url and pathlib.Path(url).is_dir()
+
+
+def stored_run(spec_json: Mapping[str, Any], lock_json: Mapping[str, Any], where: str) -> Stored:
+    """A store entry's spec.json + lock.json as a run diff can compare; a damaged one is bad input."""
+    from pydantic import ValidationError
+
+    from compiler.spec import RunSpec
+
+    try:
+        spec = RunSpec.model_validate(spec_json["spec"])
+        run = CompiledRun(spec, spec_json["hash"], spec_json.get("parent_hash"), None, Location(where))
+        inputs = dict(lock_json["inputs"])
+    except (KeyError, TypeError, ValidationError) as err:
+        raise SpecError([Problem(Location(where), "", f"cannot read the stored run: {err.__class__.__name__}: "
+                                                      f"{str(err).splitlines()[0]}")]) from None
+    return Stored(run, inputs)
+
+
+def resolve_operand(text: str, search: Sequence[str], sources: Reader, other: str | None = None) -> Operand:
+    """What an operand names; `other` is the other operand's text (a LOCKFILE operand applies to its spec set)."""
+    if text.endswith(LOCKFILE_SUFFIX) and pathlib.Path(text).is_file():
+        target = other.rpartition(":")[0] if other and not pathlib.Path(other).exists() else other
+        if not target or not pathlib.Path(target).exists():
+            raise SpecError([Problem(Location(text), "", "a lockfile operand is compared with a spec set: "
+                                                         "write `runix diff OLD.lock.json PATH[:RUN]`")])
+        loaded = sources.specs([target], text)
+        name = other.rpartition(":")[2] if target != other else None
+        return Operand(f"{target} under {text}", loaded, None if name is None else _find(loaded, name, other, Location(target)))
     if pathlib.Path(text).exists():
-        return Operand(text, specs([text]), None)
+        return Operand(text, sources.specs([text]), None)
     path, sep, name = text.rpartition(":")
     if sep and path and pathlib.Path(path).exists():
-        loaded = specs([path])
+        loaded = sources.specs([path])
         return Operand(text, loaded, _find(loaded, name, text, Location(path)))
-    if not search:
-        raise SpecError([Problem(Location(text), "", "no such file or folder; to name a run or a hash, write PATH:RUN "
-                                                     "or give the spec set with --in PATH")])
-    loaded = specs(list(search))
-    return Operand(text, loaded, _find(loaded, text, text, Location(" ".join(search))))
+    if search:
+        loaded = sources.specs(list(search))
+        if not (_HEX.match(text) and sources.store_url is not None and _find_or_none(loaded, text) is None):
+            return Operand(text, loaded, _find(loaded, text, text, Location(" ".join(search))))
+    if _HEX.match(text) and sources.store_url is not None:
+        stored = sources.stored(text)
+        return Operand(f"{stored.run.name} in the store", None, stored.run.name, stored=stored)
+    raise SpecError([Problem(Location(text), "", "no such file or folder; to name a run or a hash, write PATH:RUN, "
+                                                 "give the spec set with --in PATH, or a store with --store URL")])
+
+
+LOCKFILE_SUFFIX = ".lock.json"
+
+
+def _find_or_none(loaded: Loaded, key: str) -> str | None:
+    try:
+        return _find(loaded, key, key, Location(""))
+    except SpecError:
+        return None
 
 
 def like_for_like(operands: Sequence[Operand]) -> tuple[list[Operand], str | None]:
@@ -264,9 +378,14 @@ def like_for_like(operands: Sequence[Operand]) -> tuple[list[Operand], str | Non
 
     Returns the operands and, when falling back, the one line saying so.
     """
-    missing = [op for op in operands if op.loaded.locked is None]
+    missing = [op for op in operands if op.loaded is not None and op.loaded.locked is None]
     if not missing:
         return list(operands), None
+    stored = [op for op in operands if op.stored is not None]
+    if stored:
+        why = "; ".join(f"{' '.join(op.loaded.paths)}: {op.loaded.no_lock}" for op in missing)
+        raise SpecError([Problem(Location(missing[0].label), "", f"no usable lock ({why}); a stored run is compared with "
+                                                                 f"runs hashed with their locked inputs: run `runix lock` first")])
     seen: dict[tuple[str, ...], Loaded] = {}
     for op in missing:
         seen.setdefault(op.loaded.paths, op.loaded)
@@ -299,9 +418,9 @@ def _find(loaded: Loaded, key: str, label: str, where: Location) -> str:
 def run(args, console) -> int:
     if not console.is_terminal:  # a log or a pipe: keep one field per line
         console.width = max(console.width, 160)
-    cache: dict[tuple[str, ...], Loaded] = {}
-    a = resolve_operand(args.a, args.search, cache)
-    b = resolve_operand(args.b, args.search, cache)
+    sources = Reader(args.store)
+    a = resolve_operand(args.a, args.search, sources, other=args.b)
+    b = resolve_operand(args.b, args.search, sources)
     (a, b), note = like_for_like([a, b])
     if note is not None:
         from rich.text import Text
@@ -312,7 +431,7 @@ def run(args, console) -> int:
         return 0
     run_a = _pair(a, like=b.run.name if b.run is not None else None)
     run_b = _pair(b, like=run_a.name)
-    _print_pair(a, run_a, b, run_b, console)
+    _print_pair(a, run_a, b, run_b, console, sources)
     return 0
 
 
@@ -349,7 +468,57 @@ def _changes_table(changes: Sequence[FieldChange], title: str):
     return table
 
 
-def _print_pair(op_a: Operand, a: CompiledRun, op_b: Operand, b: CompiledRun, console) -> None:
+@dataclasses.dataclass(frozen=True)
+class Side:
+    """One run with where its parent is found: its spec set (by name), else the store (by hash)."""
+
+    run: CompiledRun
+    inputs_for: InputsFor | None
+    specs: SpecSet | None  # None for a stored run
+
+
+def parent_side(side: Side, sources: Reader) -> Side | None:
+    run = side.run
+    if run.parent_hash is None:
+        return None
+    if side.specs is not None and run.parent_name is not None:
+        parent = side.specs.by_name().get(run.parent_name)
+        if parent is not None:
+            return Side(parent, side.inputs_for, side.specs)
+    stored = sources.stored_parent(run.parent_hash)
+    return None if stored is None else Side(stored.run, stored.inputs_for, None)
+
+
+def explain_parents(a: Side, b: Side, sources: Reader, limit: int = 64) -> list[str]:
+    """Why two runs' parents hash apart, ancestor by ancestor, up both chains (iterative, at most `limit` levels).
+
+    One line per ancestor pair whose hashes differ: its own hashed field
+    changes, then on to its parents when those differ too.
+    """
+    lines: list[str] = []
+    depth = 0
+    while depth < limit and a.run.parent_hash is not None and b.run.parent_hash is not None \
+            and a.run.parent_hash != b.run.parent_hash:
+        indent = "  " * depth
+        pa, pb = parent_side(a, sources), parent_side(b, sources)
+        label = pa.run.name if pa is not None else (pb.run.name if pb is not None else a.run.parent_hash[:12])
+        if label != (pb.run.name if pb is not None else label):
+            label = f"{label} / {pb.run.name}"
+        if pa is None or pb is None:
+            missing = " and ".join(x for x, p in (("A's", pa), ("B's", pb)) if p is None)
+            lines.append(f"{indent}parent {label}: {a.run.parent_hash[:12]} → {b.run.parent_hash[:12]} "
+                         f"({missing} parent is in neither its spec set nor the store; give --store URL to look there)")
+            break
+        changes = [c for c in field_changes(pa.run, pb.run, pa.inputs_for, pb.inputs_for) if c.effect == HASHED]
+        own = [c for c in changes if c.path != "init.parent"]
+        shown = "; ".join(f"{c.path} {_show(c.a)} → {_show(c.b)}" for c in own)
+        via = "its own parent's hash differs" if any(c.path == "init.parent" for c in changes) else ""
+        lines.append(f"{indent}parent {label}: " + ("; ".join(x for x in (shown, via) if x) or "no hashed field differs"))
+        a, b, depth = pa, pb, depth + 1
+    return lines
+
+
+def _print_pair(op_a: Operand, a: CompiledRun, op_b: Operand, b: CompiledRun, console, sources: Reader | None = None) -> None:
     from rich.text import Text
 
     changes = field_changes(a, b, op_a.inputs_for, op_b.inputs_for)
@@ -361,14 +530,17 @@ def _print_pair(op_a: Operand, a: CompiledRun, op_b: Operand, b: CompiledRun, co
         hashed = sorted({c.path for c in changes if c.effect == HASHED})
         lines.append(f"hash changed by: {', '.join(hashed)}")
         if "init.parent" in hashed:
-            lines.append(f"init.parent: the parent's hash differs ({a.parent_name or '-'} → {b.parent_name or '-'}); "
-                         "diff the parents to see why")
+            lines.append(f"init.parent: the parent's hash differs ({a.parent_name or a.parent_hash[:12] if a.parent_hash else '-'} → "
+                         f"{b.parent_name or b.parent_hash[:12] if b.parent_hash else '-'}); up the chain:")
+            side_a = Side(a, op_a.inputs_for, op_a.specs if op_a.stored is None else None)
+            side_b = Side(b, op_b.inputs_for, op_b.specs if op_b.stored is None else None)
+            lines += ["  " + line for line in explain_parents(side_a, side_b, sources or Reader(None))]
     console.print(Text("\n".join(lines)), soft_wrap=True)
     if changes:
         console.print(_changes_table(changes, f"{len(changes)} fields differ"))
     else:
         console.print(Text("no field differs"), soft_wrap=True)
-    if a.hash != b.hash:
+    if a.hash != b.hash and op_b.stored is None:
         descendants = b_specs.descendants(b.name)
         if descendants:
             names = ", ".join(f"{d.name} ({d.short_hash})" for d in descendants)

@@ -204,3 +204,18 @@ def test_cli_bad_operands_exit_2():
     bare = run_cli("diff", "tiny-code", "tiny-code-text")
     assert bare.returncode == 2 and "--in" in bare.stderr
     assert "Traceback" not in missing.stderr + bare.stderr
+
+
+def test_cli_recurses_into_changed_parents(versions):
+    """A grandchild re-hashed only through its chain: diff names what changed in each ancestor, in order."""
+    old, new, edit = versions
+    edit("{kind: warmup, length: 10, peak: 3e-3}", "{kind: warmup, length: 10, peak: 4e-3}")
+    result = run_cli("diff", "old:tiny-cooldown", "new:tiny-cooldown", cwd=old.parent)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "hash changed by: init.parent" in lines
+    start = lines.index(next(line for line in lines if line.startswith("init.parent: the parent's hash differs")))
+    assert "tiny-code-text → tiny-code-text" in lines[start]
+    assert lines[start + 1] == "  parent tiny-code-text: its own parent's hash differs"
+    assert lines[start + 2].startswith("    parent tiny-code: schedule.phases[0].peak 0.003 → 0.004; "
+                                       "schedule.phases[1].start 0.003 → 0.004")
