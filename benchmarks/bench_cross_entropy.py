@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from goals import report
+
 VARIANTS = ("reference", "chunked")
 
 
@@ -107,7 +109,7 @@ def _current_rss_bytes() -> int:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
+def run_parent(args: argparse.Namespace, argv: list[str]) -> bool:
     """Runs each variant in a fresh subprocess and prints both, then the ratios."""
     results = {}
     for variant in VARIANTS:
@@ -138,18 +140,23 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
           f"{ref['rss_peak_bytes'] / max(chunked['rss_peak_bytes'], 1):.2f}x")
     print(f"time ratio chunked/reference (median):          "
           f"{chunked['median_seconds'] / ref['median_seconds']:.2f}x  (goal <= 1.3x)")
+    memory_ok = report("peak memory reference/chunked (compiled)",
+                       round(ref["compiled_peak_bytes"] / chunked["compiled_peak_bytes"], 2), ">= 8", unit="x")
+    time_ok = report("time chunked/reference (median)", round(chunked["median_seconds"] / ref["median_seconds"], 3),
+                     "<= 1.3", unit="x")
+    return memory_ok and time_ok
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.child:
         # The benchmark runs as a script from the repository; make `kernels` importable.
         sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
         print(json.dumps(run_child(args)))
-    else:
-        run_parent(args, argv)
+        return 0
+    return 0 if run_parent(args, argv) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

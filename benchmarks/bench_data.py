@@ -37,6 +37,8 @@ from runtime.data.pipeline import make_batch_dataset  # noqa: E402
 from runtime.data.shards import build_shard  # noqa: E402
 from runtime.data.tokenizer import train_tokenizer  # noqa: E402
 
+from goals import report  # noqa: E402
+
 SHARES = {"builtin://code": 0.5, "builtin://text": 0.25, "builtin://markup": 0.125, "builtin://code-adjacent": 0.125}
 
 
@@ -147,10 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         training = training_tokens_per_second()
         print(f"== pipeline vs training at 8 x 128: pipeline {tiny_pipeline:,.0f} tok/s, training step of the tiny "
               f"model {training:,.0f} tok/s, ratio {tiny_pipeline / training:.1f}x (goal >= 20x)")
+        met = report("pipeline / training tokens/s at 8 x 128", round(tiny_pipeline / training, 2), ">= 20", unit="x")
+        report("corpora + tokenizer + shards from scratch", round(prepared, 2), unit=" s")
     finally:
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
-    return 0
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+from goals import report
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MODELS = {"tiny": 12, "tiny-wide": 3}  # preset -> default steps per window
 
@@ -190,6 +192,7 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
+    met = True
     for environment in ("pinned", "unpinned") if args.unpinned else ("pinned",):
         result = run_child(args, environment)
         print(f"[{environment}] XLA_FLAGS={result['xla_flags']!r} PJRT_NPROC={result['pjrt_nproc']}")
@@ -200,7 +203,10 @@ def main(argv=None) -> int:
                   f"(median of {args.windows} windows)")
             print(f"    model FLOP/s {m['model_flops_per_s'] / 1e9:.1f} G = {m['fraction_of_matmul_flops']:.1%} "
                   f"of measured matmul FLOP/s ({m['flops_per_token'] / 1e6:.1f} MFLOP/token)")
-    return 0
+            if environment == "pinned":
+                met &= report(f"{preset}: runtime / hand-written loop tokens/s", round(m["ratio"], 3), ">= 0.95")
+                report(f"{preset}: model FLOP/s / matmul FLOP/s", round(m["fraction_of_matmul_flops"], 3))
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
