@@ -79,7 +79,7 @@ def test_an_extends_cycle_is_named_once_in_order(text, cycle, field):
 
 
 def test_a_long_extends_chain_costs_no_recursion():
-    names = [f"r{i}" for i in range(3000)]
+    names = [f"r{i}" for i in range(1100)]  # past Python's default recursion limit (1000)
     text = "runs:\n  - {name: r0, steps: 1}\n" + "".join(f"  - {{name: {b}, extends: {a}}}\n" for a, b in zip(names, names[1:]))
     runs = expand(text)
-    assert len(runs) == 3000 and runs["r2999"].data["steps"] == 1
+    assert len(runs) == 1100 and runs["r1099"].data["steps"] == 1

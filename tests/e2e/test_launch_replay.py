@@ -126,6 +126,7 @@ def _kill_everything_using(store: Path) -> None:
             continue
 
 
+@pytest.mark.slow  # the longest test (~4 min here); tests/runtime/test_entry_point.py's kill -9 resume stays in the default suite
 def test_killed_launch_resumes_to_the_same_bits(built_store, chain_spec, hashes, tmp_path):
     store = tmp_path / "killed-store"
     runix_bin = Path(sys.executable).with_name("runix")
