@@ -15,6 +15,7 @@ Nothing else: not file layout, key order, comments, store or launcher.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -25,15 +26,21 @@ from pydantic import BaseModel
 from compiler.spec import SCHEMA_VERSION, ParentInit, RunSpec
 
 
+@functools.cache
+def _hashed_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a spec model that enter the hash (a property of the class, computed once per class)."""
+    out = []
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("x-runix-hashed", True):
+            out.append(name)
+    return tuple(out)
+
+
 def hashed_view(value: Any) -> Any:
     """Plain JSON data of a spec value, without the fields that cannot change the trained bits."""
     if isinstance(value, BaseModel):
-        out = {}
-        for name, field in type(value).model_fields.items():
-            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-            if extra.get("x-runix-hashed", True):
-                out[name] = hashed_view(getattr(value, name))
-        return out
+        return {name: hashed_view(getattr(value, name)) for name in _hashed_fields(type(value))}
     if isinstance(value, Mapping):
         return {str(key): hashed_view(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

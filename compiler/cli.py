@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +61,10 @@ def print_problems(error: SpecError, console: Console) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Validation depends on runix's code only: no pydantic plugin installed in the environment (the `pydantic`
+    # entry-point group) gets hooks into spec validation. It also spares scanning every installed
+    # distribution's entry points when the first model is built (start-up time of validate/hash/compile).
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
     first = argv[0] if argv and not argv[0].startswith("-") else None
     args = build_parser(only=first).parse_args(argv)
     console = Console(highlight=False)
