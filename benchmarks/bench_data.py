@@ -31,11 +31,11 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from runtime.data.batches import BatchFunction, MixtureSource, make_batch_function  # noqa: E402
-from runtime.data.corpora import prepare_default_corpora  # noqa: E402
+from runtime.data.step_batches import BatchFunction, MixtureSource, make_batch_function  # noqa: E402
+from dataprep.corpora import prepare_default_corpora  # noqa: E402
 from runtime.data.pipeline import make_batch_dataset  # noqa: E402
-from runtime.data.shards import build_shard  # noqa: E402
-from runtime.data.tokenizer import train_tokenizer  # noqa: E402
+from dataprep.shards import build_shard  # noqa: E402
+from dataprep.tokenizer import train_tokenizer  # noqa: E402
 
 SHARES = {"builtin://code": 0.5, "builtin://text": 0.25, "builtin://markup": 0.125, "builtin://code-adjacent": 0.125}
 

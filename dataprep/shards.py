@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.data.atomic_dir import building
-from runtime.data.digests import digest_of_files, sha256_file, sha256_json
+from dataprep.atomic_dir import building
+from dataprep.digests import digest_of_files, sha256_file, sha256_json
 
 SHARDS_DIR = "shards"
 SHARD_FORMAT = 1
@@ -92,12 +92,12 @@ def shard_key(corpus_digest: str, tokenizer_digest: str) -> str:
 
 
 def build_shard(manifest, tokenizer_artifact, root_dir: str | os.PathLike[str]) -> TokenShard:
-    """Tokenize a prepared corpus (runtime.data.manifest.Manifest) once; reuse after.
+    """Tokenize a prepared corpus (dataprep.manifest.Manifest) once; reuse after.
 
-    tokenizer_artifact: a runtime.data.tokenizer.TokenizerArtifact.
+    tokenizer_artifact: a dataprep.tokenizer.TokenizerArtifact.
     Returns the opened, verified shard; tokens/s is logged and kept in build.json.
     """
-    from runtime.data.corpora import read_documents  # tfds is only needed to build
+    from dataprep.corpora import read_documents  # tfds is only needed to build
 
     key = shard_key(manifest.digest, tokenizer_artifact.digest)
     destination = Path(root_dir) / SHARDS_DIR / key
