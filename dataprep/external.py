@@ -71,17 +71,23 @@ def verify_files(source: str, uri: str, locked: Mapping[str, Any]) -> None:
 
 def file_documents(source: str, uri: str, locked: Mapping[str, Any],
                    options: ReaderOptions = ReaderOptions()) -> Iterator[str]:
-    """The documents of an fsspec source, file by file, streamed; each file is checked against the lock
-    before (verify_files) and again after it is read, so a file that changed meanwhile is caught."""
+    """The documents of an fsspec source, file by file, streamed (read_locked_file for each)."""
     fs, entries = file_paths(uri, locked)
     for rel, path, expected in entries:
-        try:
-            yield from readers.documents(lambda path=path: fs.open(path, "rb"), rel, options)
-        except readers.ReadError as e:
-            raise SourceIntegrityError(f"source {source} ({uri}): {e}") from None
-        except FileNotFoundError as e:
-            raise SourceIntegrityError(f"source {source} ({uri}): cannot read locked file {rel} ({e})") from None
-        _check_sha256(source, uri, rel, expected, _sha256_of(fs, path, source, uri, rel))
+        yield from read_locked_file(source, uri, fs, rel, path, expected, options)
+
+
+def read_locked_file(source: str, uri: str, fs, rel: str, path: str, expected: str,
+                     options: ReaderOptions) -> Iterator[str]:
+    """One locked file's documents, streamed; its sha256 is checked after reading (verify_files checks
+    every file before), so a file that changed meanwhile is caught. Errors name the source and file."""
+    try:
+        yield from readers.documents(lambda: fs.open(path, "rb"), rel, options)
+    except readers.ReadError as e:
+        raise SourceIntegrityError(f"source {source} ({uri}): {e}") from None
+    except FileNotFoundError as e:
+        raise SourceIntegrityError(f"source {source} ({uri}): cannot read locked file {rel} ({e})") from None
+    _check_sha256(source, uri, rel, expected, _sha256_of(fs, path, source, uri, rel))
 
 
 def _sha256_of(fs, path: str, source: str, uri: str, rel: str) -> str:
@@ -176,8 +182,7 @@ def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], token
         documents = lambda: tfds_documents(source, uri, locked, tfds_dir, options)  # noqa: E731
     else:
         raise SourceIntegrityError(f"source {source} ({uri}): the runtime cannot read a locked source of type {kind!r}")
-    corpus_digest = source_digest(locked, options)
-    destination = Path(root_dir) / SHARDS_DIR / shard_key(corpus_digest, tokenizer_artifact.digest)
+    destination = shard_destination(locked, options, tokenizer_artifact, root_dir)
     existing = _open_if_complete(destination)
     if existing is not None:
         return existing
@@ -199,9 +204,19 @@ def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], token
         source=uri,
         eos_id=tokenizer_artifact.eos_id,
         vocab_size=tokenizer_artifact.vocab_size,
-        provenance={"corpus_digest": corpus_digest, "locked_digest": locked["digest"], "reader": options.key(),
-                    "tokenizer_digest": tokenizer_artifact.digest},
+        provenance=shard_provenance(locked, options, tokenizer_artifact),
     )
+
+
+def shard_destination(locked: Mapping[str, Any], options: ReaderOptions, tokenizer_artifact,
+                      root_dir: str | os.PathLike[str]) -> Path:
+    """Where the shard of (source content, reader options, tokenizer) lives: its content address."""
+    return Path(root_dir) / SHARDS_DIR / shard_key(source_digest(locked, options), tokenizer_artifact.digest)
+
+
+def shard_provenance(locked: Mapping[str, Any], options: ReaderOptions, tokenizer_artifact) -> dict[str, Any]:
+    return {"corpus_digest": source_digest(locked, options), "locked_digest": locked["digest"],
+            "reader": options.key(), "tokenizer_digest": tokenizer_artifact.digest}
 
 
 def _encode(tokenizer, texts: list[str]) -> Iterator[np.ndarray]:
