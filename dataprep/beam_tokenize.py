@@ -178,6 +178,15 @@ def run_tokenize_pipeline(source: str, uri: str, locked: Mapping[str, Any], toke
     return results
 
 
+def _worker_error(source: str, uri: str, error: BaseException) -> str:
+    """The worker's own one-line message (it names the source and the file) out of the runner's wrapping."""
+    marker = f"source {source} ({uri}): "
+    for line in str(error).splitlines():
+        if marker in line:
+            return marker + line.split(marker, 1)[1].split(" [while running", 1)[0].strip().rstrip("'\"]) ")
+    return f"{marker}the Beam pipeline failed: {type(error).__name__}: {str(error).strip().splitlines()[-1:]}"
+
+
 def joined_documents(stage_url: str, results: Sequence[tuple[int, int, int]], dtype: str) -> Iterator[np.ndarray]:
     """The documents of every piece, in file order (what write_shard consumes)."""
     import fsspec  # noqa: PLC0415
@@ -195,26 +204,42 @@ def build_shard_on_beam(source: str, uri: str, locked: Mapping[str, Any], tokeni
                         pipeline_args: Sequence[str] = tuple(direct_options(1)), stage_url: str | None = None):
     """The token shard of an fsspec source, tokenized by the Beam pipeline; the same folder and bytes as
     dataprep.external.build_external_shard (which a finished shard short-cuts, as there)."""
-    import shutil  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
     from dataprep import external  # noqa: PLC0415
-    from dataprep.shards import _open_if_complete, write_shard  # noqa: PLC0415
+    from dataprep.atomic_dir import exclusive  # noqa: PLC0415
+    from dataprep.shards import _open_if_complete  # noqa: PLC0415
 
     if locked.get("type") != "files":
         raise external.SourceIntegrityError(f"source {source} ({uri}): the Beam pipeline reads fsspec files, "
                                             f"not a locked source of type {locked.get('type')!r}")
+    external.verify_files(source, uri, locked)  # on every call, as the in-process path does
     destination = external.shard_destination(locked, options, tokenizer_artifact, root_dir)
     existing = _open_if_complete(destination)
     if existing is not None:
         return existing
-    external.verify_files(source, uri, locked)
+    with exclusive(destination):  # one builder per shard; a second finds it finished
+        existing = _open_if_complete(destination)
+        if existing is not None:
+            return existing
+        return _run_and_join(source, uri, locked, tokenizer_artifact, root_dir, options, pipeline_args, stage_url,
+                             destination)
+
+
+def _run_and_join(source, uri, locked, tokenizer_artifact, root_dir, options, pipeline_args, stage_url, destination):
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from dataprep import external  # noqa: PLC0415
+    from dataprep.shards import write_shard  # noqa: PLC0415
+
     local_stage = None
     if stage_url is None:
         local_stage = tempfile.mkdtemp(prefix=".beam-", dir=Path(root_dir))
         stage_url = local_stage
     try:
-        results = run_tokenize_pipeline(source, uri, locked, tokenizer_artifact, options, stage_url, pipeline_args)
+        try:
+            results = run_tokenize_pipeline(source, uri, locked, tokenizer_artifact, options, stage_url, pipeline_args)
+        except Exception as error:  # noqa: BLE001 - a worker's error comes back wrapped by the runner
+            raise external.SourceIntegrityError(_worker_error(source, uri, error)) from None
         dtype = "<u2" if tokenizer_artifact.vocab_size <= 1 << 16 else "<u4"
         return write_shard(joined_documents(stage_url, results, dtype), destination=destination, source=uri,
                            eos_id=tokenizer_artifact.eos_id, vocab_size=tokenizer_artifact.vocab_size,

@@ -37,6 +37,7 @@ import numpy as np
 
 from dataprep.digests import sha256_json
 from dataprep import readers
+from dataprep.atomic_dir import exclusive
 from dataprep.files import locked_paths
 from dataprep.readers import ReaderOptions
 from dataprep.shards import ENCODE_BATCH_DOCUMENTS, SHARDS_DIR, TokenShard, _open_if_complete, shard_key, write_shard
@@ -186,6 +187,15 @@ def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], token
     existing = _open_if_complete(destination)
     if existing is not None:
         return existing
+    with exclusive(destination):  # a concurrent builder of the same shard finishes first; then it is found
+        existing = _open_if_complete(destination)
+        if existing is not None:
+            return existing
+        return _tokenize(uri, documents, tokenizer_artifact, destination,
+                         shard_provenance(locked, options, tokenizer_artifact))
+
+
+def _tokenize(uri: str, documents, tokenizer_artifact, destination: Path, provenance) -> TokenShard:
     tokenizer = tokenizer_artifact.load()
     tokenizer.encode_special_tokens = True  # "<|endoftext|>" inside a document is just text
 
@@ -204,7 +214,7 @@ def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], token
         source=uri,
         eos_id=tokenizer_artifact.eos_id,
         vocab_size=tokenizer_artifact.vocab_size,
-        provenance=shard_provenance(locked, options, tokenizer_artifact),
+        provenance=provenance,
     )
 
 

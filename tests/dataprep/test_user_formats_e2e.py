@@ -59,7 +59,7 @@ def spec_text(root: Path, vocab_size: int, tokenizer: Path) -> str:
         "schedule": {"phases": [{"kind": "warmup", "length": 2, "peak": 3e-3}, {"kind": "cosine", "floor": 3e-4}]},
         "mesh": {"accelerator": "cpu", "chips": 1},
         "checkpoint": {"every": 2, "keep": 1, "digest_every": 2},
-    }]})
+    }, {"name": "own-data-seed1", "extends": "own-data", "init": {"kind": "scratch", "seed": 1}}]})
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,7 @@ def entry(project, locked) -> Path:
                      "--data-root", project / "data", timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     [found] = [p for p in (project / "store").iterdir() if p.name.endswith("-own-data")]
+    assert [p for p in (project / "store").iterdir() if p.name.endswith("-own-data-seed1")]
     return found
 
 
@@ -116,6 +117,15 @@ def test_launch_trains_with_the_users_tokenizer_and_replays_bit_exactly(project,
     assert not (project / "data" / "corpora").exists()
     assert [p.name.split("-", 1)[1] for p in (project / "data" / "tokenizers").iterdir()
             if not p.name.startswith(".")] == ["user"]
+
+
+def test_two_runs_and_a_replay_over_one_source_tokenize_it_once(project, entry):
+    from dataprep.shards import tokenizations
+
+    test_launch_trains_with_the_users_tokenizer_and_replays_bit_exactly(project, entry)  # a third process
+    log = tokenizations(project / "data")
+    assert sorted(item["source"] for item in log) == sorted([str(project / "web" / "*.parquet"),
+                                                            str(project / "code.jsonl.zst")])
 
 
 def test_the_shards_hold_the_users_tokens(project, entry):
@@ -157,3 +167,25 @@ def test_a_missing_field_stops_the_trainer_naming_file_and_field(project, entry,
     assert code == 2, err
     assert "code.jsonl.zst line 1 has no string field 'content'" in err and "Traceback" not in err
     assert not (bad / "checkpoints").exists()
+
+
+def test_prepare_on_beam_finds_the_shards_the_launch_used(project, entry):
+    from dataprep.shards import tokenizations
+
+    before = len(tokenizations(project / "data"))
+    result = run_cli("prepare", project / "spec.yaml", "--lockfile", project / "x.lock.json",
+                     "--data-root", project / "data", "--workers", "2", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "prepared 2 shard(s)" in result.stdout
+    assert len(tokenizations(project / "data")) == before  # built once already: nothing tokenized again
+
+
+def test_prepare_renders_dataflow_options_without_running(project):
+    result = run_cli("prepare", project / "spec.yaml", "--runner", "dataflow", "--project", "p", "--region",
+                     "europe-west4", "--temp-location", "gs://b/runix", "--stage-url", "gs://b/pieces",
+                     "--workers", "16", "--render-only", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--runner=DataflowRunner" in result.stdout and "--num_workers=16" in result.stdout
+    assert "--region=europe-west4" in result.stdout and "nothing was run" in result.stdout
+    missing = run_cli("prepare", project / "spec.yaml", "--runner", "dataflow", "--render-only", timeout=120)
+    assert missing.returncode == 2 and "--project" in missing.stderr
