@@ -37,10 +37,23 @@ def _hashed_fields(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(out)
 
 
+@functools.cache
+def _hashed_when_set(model: type[BaseModel]) -> frozenset[str]:
+    """Fields hashed only when set ("when-set"): left out at their default (None)."""
+    return frozenset(name for name, field in model.model_fields.items()
+                     if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("x-runix-hashed") == "when-set")
+
+
 def hashed_view(value: Any) -> Any:
     """Plain JSON data of a spec value, without the fields that cannot change the trained bits."""
     if isinstance(value, BaseModel):
-        return {name: hashed_view(getattr(value, name)) for name in _hashed_fields(type(value))}
+        out = {}
+        for name in _hashed_fields(type(value)):
+            item = getattr(value, name)
+            if item is None and name in _hashed_when_set(type(value)):
+                continue  # an option at its default: absent, so hashes from before the option existed stand
+            out[name] = hashed_view(item)
+        return out
     if isinstance(value, Mapping):
         return {str(key): hashed_view(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
