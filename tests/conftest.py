@@ -86,3 +86,31 @@ def cli(monkeypatch, capsys):
         return Result(code, out, err)
 
     return call
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A real S3-compatible server (moto) on 127.0.0.1 for the whole session; stopped at its end."""
+    from tests.s3server import moto_server
+
+    with moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch) -> dict[str, str]:
+    """The variables botocore reads to reach the server, set for this process and returned for subprocesses."""
+    from tests.s3server import client_environment
+
+    env = client_environment(s3_endpoint)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def s3_store_url(s3_endpoint, s3_env) -> str:
+    """`s3://<a new bucket>/store` on the test server."""
+    from tests.s3server import new_bucket
+
+    return f"s3://{new_bucket(s3_endpoint)}/store"

@@ -1,15 +1,20 @@
 """`runix launch PATH...`: build every run of a spec set, parents first, through XManager.
 
     runix launch specs/tiny                       # local executor (default), store .runix/store
-    runix launch specs/to_code --target gke --image IMAGE --store gs://bucket/runix --manifests out/
+    runix launch specs/tiny --store s3://bucket/runix          # trains here, publishes into the bucket
+    runix launch specs/tiny-tpu --target gke --image IMAGE --store s3://bucket/runix --manifests out/
+    runix launch specs/tiny-tpu --target gke ... --apply       # and submit them with kubectl
 
 Checks first, writes after: the lock must be fresh and fully resolved, this
-machine's runtime and numerics must match the lock (a run trained under other
-versions would not be the run its hash names), and parents given by hash must
-be built. Then each unbuilt run is registered in the store (its derivation)
-and lowered to one XManager work unit; built runs are cache hits. Exit 0 when
-every run is built, 1 when a run failed (its descendants are skipped and
-named), 2 on bad input.
+machine's runtime and numerics must match the lock (local target: a run
+trained under other versions would not be the run its hash names), parents
+given by hash must be built, every run must lower to its target, and with
+--apply kubectl and a current context must be there. Then each unbuilt run is
+registered in the store (its derivation) and lowered to one XManager work
+unit; built runs are cache hits. The gke target writes one JobSet manifest
+per unbuilt run, parents first (compiler/lower/CLUSTERS.md). Exit 0 when
+every run is built (or every manifest written), 1 when a run failed (its
+descendants are skipped and named), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ def register(subparsers) -> None:
     parser.add_argument("--data-root", help="prepared data (default: <project>/.runix/data, where `runix lock` put it)")
     parser.add_argument("--jobs", type=int, default=1, help="runs built at the same time (local target)")
     parser.add_argument("--image", help="container image with runix installed (gke target)")
-    parser.add_argument("--manifests", help="folder for rendered manifests (gke target; default <store>/manifests)")
+    parser.add_argument("--manifests", help="folder or bucket URL for rendered manifests (gke target; "
+                                             "default <store>/manifests)")
+    parser.add_argument("--max-restarts", type=int, default=None,
+                        help="gke target: times a failed pod restarts the run's JobSet, which resumes from the store "
+                             "(default 3)")
+    parser.add_argument("--cpu-hosts", type=int, default=1,
+                        help="gke target: pods a cpu mesh's devices are split over (placement, not in the hash)")
+    parser.add_argument("--apply", action="store_true",
+                        help="gke target: submit the manifests with kubectl (needs kubectl and a current context)")
     parser.set_defaults(func=run)
 
 
@@ -48,6 +61,9 @@ def run(args, console) -> int:
     _require_external_parents(runs, built, store.url)
     if args.jobs < 1:
         raise SpecError([Problem(Location("--jobs"), "", "must be at least 1")])
+    if args.apply and args.target != "gke":
+        raise SpecError([Problem(Location("--apply"), "", "submits cluster manifests: use it with --target gke")])
+    jobs, context = _lower_gke(args, todo, store) if args.target == "gke" else (None, None)  # problems before writes
     if args.target == "local":
         drift = environment_drift(locked.lock, todo)
         if drift:
@@ -67,16 +83,13 @@ def run(args, console) -> int:
 
     data_root = args.data_root or str(default_data_root(project_root(pathlib.Path.cwd())))
     if args.target == "gke":
-        return _launch_gke(args, todo, store, console)
+        return _launch_gke(args, jobs, context, store, console)
     return _launch_local(args, todo, store, data_root, console)
 
 
 def _launch_local(args, todo, store, data_root: str, console) -> int:
     from compiler.lower.local import RUN_BUILT, RUN_FAILED, RUN_SKIPPED, LaunchItem, launch
 
-    if not store.is_local:
-        raise SpecError([Problem(Location(store.url), "", "the local target trains on this machine and needs a local "
-                                 "store folder (use --target gke for object stores)")])
     todo_hashes = {run.hash for run in todo}
     items = [LaunchItem(run.hash, run.name, tuple(p for p in [run.parent_hash] if p in todo_hashes),
                         str(store.building_path(run.hash, run.name) / "error.log")) for run in todo]
@@ -92,7 +105,7 @@ def _launch_local(args, todo, store, data_root: str, console) -> int:
             console.print(f"[yellow]- {item.name} skipped[/]: {detail}")
 
     title = "runix " + " ".join(args.paths)
-    outcome = launch(items, store.url, pathlib.Path(store.url) / "xmanager", title, args.jobs, on_event, data_root)
+    outcome = launch(items, store.url, _xmanager_dir(store), title, args.jobs, on_event, data_root)
     failed = [item for item in items if outcome.status.get(item.hash) != RUN_BUILT]
     if failed:
         console.print(f"[red]{len(failed)} of {len(items)} runs did not build[/]: "
@@ -102,14 +115,68 @@ def _launch_local(args, todo, store, data_root: str, console) -> int:
     return 0
 
 
-def _launch_gke(args, todo, store, console) -> int:
-    from compiler.lower.cluster import cluster_jobs
+def _xmanager_dir(store) -> pathlib.Path:
+    """XManager's sqlite state: beside a local store, else in the project's .runix/ (sqlite needs a local file)."""
+    from compiler.lock import project_root
 
+    if store.is_local:
+        return pathlib.Path(store.root) / "xmanager"
+    return (project_root(pathlib.Path.cwd()) or pathlib.Path.cwd()) / ".runix" / "xmanager"
+
+
+def _manifest_dir(args, store) -> str:
+    return args.manifests or f"{store.url.rstrip('/')}/manifests"
+
+
+def _lower_gke(args, todo, store):
+    """({hash: GKE job} of every unbuilt run, the kubectl context or None), checked before anything is written."""
+    from compiler.lower.cluster import cluster_jobs
+    from compiler.lower.jobset import DEFAULT_MAX_RESTARTS
+
+    problems = []
     if not args.image:
-        raise SpecError([Problem(Location("--image"), "", "the gke target needs --image (a container with runix installed)")])
-    manifests = args.manifests or str(pathlib.Path(store.url) / "manifests")
-    jobs = cluster_jobs(todo, store.url, args.image, "gke", manifest_dir=manifests)
-    console.print(f"rendered {len(jobs)} JobSet manifests into {manifests} (apply them with kubectl)")
+        problems.append(Problem(Location("--image"), "", "the gke target needs --image (a container with runix installed)"))
+    max_restarts = DEFAULT_MAX_RESTARTS if args.max_restarts is None else args.max_restarts
+    if max_restarts < 0:
+        problems.append(Problem(Location("--max-restarts"), "", "must be 0 or more"))
+    if args.cpu_hosts < 1:
+        problems.append(Problem(Location("--cpu-hosts"), "", "must be at least 1"))
+    if problems:
+        raise SpecError(problems)
+    jobs = cluster_jobs(todo, store.url, args.image, "gke", manifest_dir=_manifest_dir(args, store),
+                        max_restarts=max_restarts, cpu_hosts=args.cpu_hosts)
+    if not args.apply:
+        return jobs, None
+    from compiler.lower.kubectl import require_kubectl
+
+    return jobs, require_kubectl()
+
+
+def _launch_gke(args, jobs, context, store, console) -> int:
+    """Render every job through a real XManager experiment (the GkeJobSet launch writes the files), parents first."""
+    from xmanager import xm_local
+
+    from compiler.lower import gke
+    from compiler.lower.local import configure_xmanager
+
+    configure_xmanager(_xmanager_dir(store))
+    gke.register()
+    with xm_local.create_experiment(experiment_title="runix " + " ".join(args.paths)) as experiment:
+        for run_hash, job in jobs.items():
+            experiment.add(job, identity=run_hash)
+    manifests = _manifest_dir(args, store)
+    written = [(gke.manifest_url(manifests, run_hash), gke.render_job(job)) for run_hash, job in jobs.items()]
+    for url, _ in written:
+        console.print(f"  wrote {url}")
+    console.print(f"wrote {len(written)} JobSet manifests to {manifests}, parents first")
+    if not args.apply:
+        console.print("submit them with kubectl apply -f, in this order (or launch again with --apply)")
+        return 0
+    from compiler.lower.kubectl import apply
+
+    applied = apply(written, context)
+    console.print(f"[green]applied {len(applied)} JobSets[/] with kubectl (context {context}); children "
+                  f"wait for their parents' entries in the store")
     return 0
 
 

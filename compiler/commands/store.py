@@ -104,8 +104,11 @@ def run_gc(args, console) -> int:
             if run.parent_hash:
                 keep.add(run.parent_hash)
     store = open_store(args.store, pathlib.Path(args.paths[0]))
-    removed = store.gc(keep, dry_run=args.dry_run)
+    result = store.collect(keep, dry_run=args.dry_run)
+    removed = result.removed
     verb = "would remove" if args.dry_run else "removed"
+    for entry, reason in result.kept:
+        console.print(Text(f"kept {entry.hash[:16]}-{entry.name} ({entry.status}): {reason}"))
     for entry in removed:
         console.print(Text(f"{verb} {entry.hash[:16]}-{entry.name} ({entry.status})"))
     console.print(Text(f"{verb} {len(removed)} entries; kept what {len(args.paths)} spec set(s) reach"))

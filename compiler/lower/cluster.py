@@ -15,7 +15,8 @@ train the same bits, so they lower to one job (the first name, in dependency
 order). No executor here enforces `identity` (xm_local only logs that it does
 not support it), which is why `cluster_jobs` does.
 
-Targets. `gke` renders a JobSet per run for TPU and GPU meshes (compiler/lower/gke.py).
+Targets. `gke` renders a JobSet per run for TPU, GPU and cpu meshes (cpu node
+pools: the cluster path testable without accelerators; compiler/lower/gke.py).
 `vertex` is refused with the reason: the installed xmanager's Vertex executor
 maps only TPU v2/v3 (a KeyError for v4, v5e, v5p, v6e) and puts H100/H200 on an
 n1-standard-4 machine, which Vertex does not offer them on
@@ -31,8 +32,8 @@ from xmanager import xm
 from xmanager.xm_local import executables
 
 from compiler.lower.gke import GkeJobSet
-from compiler.lower.jobset import jobset_name
-from compiler.lower.local import build_command
+from compiler.lower.jobset import DEFAULT_MAX_RESTARTS, jobset_name
+from compiler.lower.local import build_command, wait_command
 from compiler.lower.slices import gke_slice
 from compiler.problems import Location, Problem, SpecError
 from compiler.specset import CompiledRun
@@ -43,13 +44,16 @@ LOCAL_SCHEMES = ("", "file", "local", "memory")
 
 
 def cluster_job(run: CompiledRun, store_url: str, image: str, target: str, *, manifest_dir: str,
-                namespace: str = "default", apply: bool = False) -> xm.Job:
+                namespace: str = "default", apply: bool = False, max_restarts: int = DEFAULT_MAX_RESTARTS,
+                cpu_hosts: int = 1) -> xm.Job:
     """One run as an XManager job for `target`; SpecError names what cannot be placed."""
-    placement = gke_slice(run)  # first: a cpu mesh is refused for what it is, whatever the target
+    placement = gke_slice(run, cpu_hosts)
     _check_target(run, target)
     _check_store(store_url)
+    parent_wait = None if run.parent_hash is None else ("python", *wait_command(store_url, run.parent_hash))
     executor = GkeJobSet(run_hash=run.hash, run_name=run.name, parent_hash=run.parent_hash, placement=placement,
-                         manifest_dir=str(manifest_dir), namespace=namespace, apply=apply)
+                         manifest_dir=str(manifest_dir), namespace=namespace, apply=apply,
+                         max_restarts=max_restarts, parent_wait=parent_wait)
     return xm.Job(
         executable=executables.GoogleContainerRegistryImage(name=run.name, image_path=image),
         executor=executor,
@@ -59,7 +63,8 @@ def cluster_job(run: CompiledRun, store_url: str, image: str, target: str, *, ma
 
 
 def cluster_jobs(runs: Iterable[CompiledRun], store_url: str, image: str, target: str, *, manifest_dir: str,
-                 namespace: str = "default", apply: bool = False) -> dict[str, xm.Job]:
+                 namespace: str = "default", apply: bool = False, max_restarts: int = DEFAULT_MAX_RESTARTS,
+                 cpu_hosts: int = 1) -> dict[str, xm.Job]:
     """Every run lowered, keyed by run hash (the identity to add it under), in the given order.
 
     Raises one SpecError with the problems of every run.
@@ -71,7 +76,8 @@ def cluster_jobs(runs: Iterable[CompiledRun], store_url: str, image: str, target
             continue
         try:
             jobs[run.hash] = cluster_job(run, store_url, image, target, manifest_dir=manifest_dir,
-                                         namespace=namespace, apply=apply)
+                                         namespace=namespace, apply=apply, max_restarts=max_restarts,
+                                         cpu_hosts=cpu_hosts)
         except SpecError as err:
             problems.extend(err.problems)
     if problems:

@@ -11,10 +11,12 @@ way out: an Executor class plus a launch coroutine registered with
 `xmanager.xm_local.registry.register`.
 
 Launching renders, it does not apply: each job becomes
-`<manifest_dir>/<run hash>.yaml`, written atomically. Rewriting the same run
-gives the same bytes, so a relaunch changes nothing, as Nix leaves a built path
-alone. Applying needs a cluster, credentials and the JobSet controller; with
-`apply=True` the launch writes the file and then refuses, saying so.
+`<manifest_dir>/<run hash>.yaml` (a local folder or a bucket URL, through
+fsspec), written atomically (temp + rename locally, one PUT on a bucket).
+Rewriting the same run gives the same bytes, so a relaunch changes nothing, as
+Nix leaves a built path alone. Applying needs a cluster, credentials and the JobSet controller: the
+launcher does that with kubectl after rendering (compiler/lower/kubectl.py);
+an executor with `apply=True` writes the file and then refuses, saying so.
 
 Nothing here runs at import: `register()` is called by the launcher.
 """
@@ -33,7 +35,7 @@ from xmanager.xm import job_operators
 from xmanager.xm import utils as xm_utils
 from xmanager.xm_local import executables, registry
 
-from compiler.lower.jobset import render_jobset, to_yaml
+from compiler.lower.jobset import DEFAULT_MAX_RESTARTS, render_jobset, to_yaml
 from compiler.lower.slices import Slice
 
 
@@ -57,6 +59,8 @@ class GkeJobSet(xm.Executor):
     manifest_dir: str
     namespace: str = "default"
     apply: bool = False
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    parent_wait: tuple[str, ...] | None = None  # argv of the init container that waits for the parent's entry
 
     Spec = GkeJobSetSpec  # pylint: disable=invalid-name
 
@@ -71,8 +75,15 @@ def register() -> None:
 
 
 def manifest_path(manifest_dir: str | os.PathLike[str], run_hash: str) -> pathlib.Path:
-    """Where the launch writes a run's manifest."""
+    """Where the launch writes a run's manifest, for a local folder."""
     return pathlib.Path(manifest_dir) / f"{run_hash}.yaml"
+
+
+def manifest_url(manifest_dir: str, run_hash: str) -> str:
+    """Where the launch writes a run's manifest: a local path, or a URL inside a bucket folder."""
+    if "://" not in str(manifest_dir):
+        return str(manifest_path(manifest_dir, run_hash))
+    return f"{str(manifest_dir).rstrip('/')}/{run_hash}.yaml"
 
 
 def render_job(job: xm.Job) -> str:
@@ -87,7 +98,8 @@ def render_job(job: xm.Job) -> str:
     manifest = render_jobset(
         run_hash=executor.run_hash, run_name=executor.run_name, parent_hash=executor.parent_hash,
         placement=executor.placement, image=executable.image_path, argv=argv,
-        env={**executable.env_vars, **job.env_vars}, namespace=executor.namespace)
+        env={**executable.env_vars, **job.env_vars}, namespace=executor.namespace,
+        max_restarts=executor.max_restarts, parent_wait=executor.parent_wait)
     return to_yaml(manifest)
 
 
@@ -98,7 +110,8 @@ async def launch_jobsets(local_experiment_unit: Any, job_group: xm.JobGroup) -> 
     """
     del local_experiment_unit  # manifests are named by run hash, not by experiment
     jobs = job_operators.collect_jobs_by_filter(job_group, lambda job: isinstance(job.executor, GkeJobSet))
-    written = [_write(manifest_path(job.executor.manifest_dir, job.executor.run_hash), render_job(job)) for job in jobs]
+    written = [write_text(manifest_url(job.executor.manifest_dir, job.executor.run_hash), render_job(job))
+               for job in jobs]
     to_apply = [path for job, path in zip(jobs, written) if job.executor.apply]
     if to_apply:
         files = " ".join(str(path) for path in to_apply)
@@ -106,6 +119,17 @@ async def launch_jobsets(local_experiment_unit: Any, job_group: xm.JobGroup) -> 
             "runix renders JobSet manifests but does not apply them: applying needs a GKE cluster with the "
             f"JobSet controller and your credentials. The manifests are written; apply them with: kubectl apply -f {files}")
     return []
+
+
+def write_text(url: str, text: str) -> str:
+    """Write `text` to a local path (atomically) or a bucket URL (one PUT); returns the URL."""
+    if "://" not in url or url.startswith("file://"):
+        return str(_write(pathlib.Path(url.removeprefix("file://")), text))
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.pipe_file(path, text.encode("utf-8"))
+    return url
 
 
 def _write(path: pathlib.Path, text: str) -> pathlib.Path:

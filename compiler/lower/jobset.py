@@ -32,6 +32,8 @@ from compiler.lower.slices import Slice
 API_VERSION = "jobset.x-k8s.io/v1alpha2"
 REPLICATED_JOB = "slice"
 CONTAINER = "runtime"
+PARENT_WAIT_CONTAINER = "wait-for-parent"
+DEFAULT_MAX_RESTARTS = 3  # a preempted or lost pod restarts the set, which resumes from the store
 COORDINATOR_PORT = 8482  # jax/_src/clusters/cloud_tpu_cluster.py: coordinator_port
 TPU_RUNTIME_PORT = 8471  # the TPU runtime's port between hosts of a slice (GKE TPU examples)
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -55,8 +57,18 @@ def pod_hostnames(name: str, hosts: int) -> list[str]:
 
 
 def render_jobset(*, run_hash: str, run_name: str, parent_hash: str | None, placement: Slice, image: str,
-                  argv: Sequence[str], env: Mapping[str, str], namespace: str = "default") -> dict[str, Any]:
-    """The JobSet manifest of one run, as a plain dict ready for YAML."""
+                  argv: Sequence[str], env: Mapping[str, str], namespace: str = "default",
+                  max_restarts: int = DEFAULT_MAX_RESTARTS, parent_wait: Sequence[str] | None = None) -> dict[str, Any]:
+    """The JobSet manifest of one run, as a plain dict ready for YAML.
+
+    max_restarts: how often a failed pod restarts the whole JobSet (every pod
+      resumes from the run's checkpoints in the store); 0 ends the run at the
+      first failure.
+    parent_wait: argv of an init container that returns once the parent's
+      entry is built (compiler/lower/CLUSTERS.md: "Children wait for parents").
+    """
+    if max_restarts < 0:
+        raise ValueError(f"max_restarts must be >= 0, got {max_restarts}")
     name = jobset_name(run_hash)
     labels = {HASH_LABEL: run_hash[:12], "app.kubernetes.io/managed-by": "runix"}
     annotations = {RUN_HASH_ANNOTATION: run_hash, RUN_NAME_ANNOTATION: run_name,
@@ -73,10 +85,12 @@ def render_jobset(*, run_hash: str, run_name: str, parent_hash: str | None, plac
         "ports": _ports(placement),
         "resources": {"limits": {placement.resource: str(placement.chips_per_host)}},
     }
-    pod = {
-        "metadata": {"labels": dict(labels)},
-        "spec": {"restartPolicy": "Never", "nodeSelector": dict(placement.node_selector), "containers": [container]},
-    }
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "nodeSelector": dict(placement.node_selector)}
+    if parent_hash is not None and parent_wait is not None:
+        pod_spec["initContainers"] = [{"name": PARENT_WAIT_CONTAINER, "image": image, "command": list(parent_wait),
+                                       "env": [{"name": key, "value": str(value)} for key, value in sorted(env.items())]}]
+    pod_spec["containers"] = [container]
+    pod = {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
     job = {
         "metadata": {"labels": dict(labels)},
         "spec": {"completionMode": "Indexed", "parallelism": placement.hosts, "completions": placement.hosts,
@@ -88,7 +102,7 @@ def render_jobset(*, run_hash: str, run_name: str, parent_hash: str | None, plac
         "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
         "spec": {
             "network": {"enableDNSHostnames": True},
-            "failurePolicy": {"maxRestarts": 0},
+            "failurePolicy": {"maxRestarts": max_restarts},
             "replicatedJobs": [{"name": REPLICATED_JOB, "replicas": 1, "template": job}],
         },
     }

@@ -68,6 +68,11 @@ def build_command(store_url: str, run_hash: str, data_root: str | None = None) -
     return command + ["--data-root", data_root] if data_root else command
 
 
+def wait_command(store_url: str, parent_hash: str) -> list[str]:
+    """Arguments of the job that returns once `parent_hash` is built (a child's init container on a cluster)."""
+    return ["-m", "runtime.wait", "--store", store_url, "--hash", parent_hash]
+
+
 async def run_experiment(
     items: Sequence[LaunchItem],
     store_url: str,

@@ -29,6 +29,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 TPU_ACCELERATOR_LABEL = "cloud.google.com/gke-tpu-accelerator"
 TPU_TOPOLOGY_LABEL = "cloud.google.com/gke-tpu-topology"
 GPU_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+CPU_RESOURCE = "cpu"
+ARCH_LABEL = "kubernetes.io/arch"
+CPU_MACHINE_TYPE = "any amd64 node pool"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,15 +111,32 @@ GPU_FAMILIES: Mapping[str, _GpuFamily] = MappingProxyType({
 })
 
 
-def gke_slice(run: CompiledRun) -> Slice:
-    """The GKE placement of `run`'s mesh; a SpecError names the mesh field GKE cannot place."""
+def gke_slice(run: CompiledRun, cpu_hosts: int = 1) -> Slice:
+    """The GKE placement of `run`'s mesh; a SpecError names the mesh field GKE cannot place.
+
+    cpu_hosts: pods a cpu mesh is split over (its faked devices divided
+    evenly). Not part of the hash: on cpu the runtime's fixed-order gradient
+    reduction gives the same bits for any split of the devices over
+    processes (runtime.numerics.gradient_reduction), so this is placement,
+    like a TPU run's machine type.
+    """
     accelerator = run.spec.mesh.accelerator
     if accelerator in TPU_FAMILIES:
         return _tpu_slice(run, TPU_FAMILIES[accelerator])
     if accelerator in GPU_FAMILIES:
         return _gpu_slice(run, GPU_FAMILIES[accelerator])
-    raise _problem(run, "accelerator", f"{accelerator} meshes run on this machine with the local executor; "
-                                       f"a cluster runs {', '.join([*TPU_FAMILIES, *GPU_FAMILIES])}")
+    if accelerator == "cpu":
+        return _cpu_slice(run, cpu_hosts)
+    raise _problem(run, "accelerator", f"GKE cannot place {accelerator}; a cluster runs "
+                                       f"{', '.join([*TPU_FAMILIES, *GPU_FAMILIES, 'cpu'])}")
+
+
+def _cpu_slice(run: CompiledRun, hosts: int) -> Slice:
+    """A cpu mesh on a CPU node pool: `hosts` pods, each faking chips / hosts XLA devices."""
+    chips = run.spec.mesh.chips
+    if hosts < 1 or chips % hosts:
+        raise _problem(run, "chips", f"{chips} cpu devices cannot be split evenly over {hosts} hosts (--cpu-hosts)")
+    return Slice("cpu", ((ARCH_LABEL, "amd64"),), CPU_RESOURCE, hosts, chips // hosts, CPU_MACHINE_TYPE)
 
 
 def _tpu_slice(run: CompiledRun, family: _TpuFamily) -> Slice:

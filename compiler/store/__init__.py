@@ -15,7 +15,8 @@ One module per job:
   entries       reading: which entries exist, their state, their files, local copies
   derivations   registered runs a build job starts from (a Nix .drv)
   builds        begin, finish (publish, marker last) and abort a build
-  leases        one builder per hash
+  staging       a bucket build's checkpoints, copied into the store so any machine resumes
+  leases        one builder per hash: flock locally, conditional-write leases on buckets
   verify        re-hash an entry against its manifest
   gc            remove what the kept runs do not reach
   files         atomic local writes and the manifest of a folder
@@ -26,26 +27,26 @@ Guarantees:
   * A half-written entry is never taken for a built one: an entry is built only
     when its COMPLETE.json marker exists, and the marker is written last, after
     the manifest and the rename. `verify` re-hashes every file of the manifest.
-  * One builder per hash: `begin_build` takes an exclusive lock (fcntl.flock on
-    local stores: released by the kernel if the builder dies, so a crash never
-    leaves a stale lock). A second launcher of the same run waits for the lock
-    (or, with wait=False, returns at once) and then finds the run built and
-    skips it.
-  * A killed build resumes: its folder stays under .building/ (checkpoints
-    included) and the next begin_build of that hash continues in it.
+  * One builder per hash: `begin_build` takes the run's build lock — fcntl.flock
+    on a local store (released by the kernel if the builder dies), a lease
+    object taken with a conditional write on a bucket (S3 `If-None-Match: *`,
+    GCS `ifGenerationMatch=0`; renewed by a heartbeat, taken over after expiry;
+    compiler.store.leases). A second builder of the same run waits (bounded by
+    its timeout) and then finds the run built and skips it.
+  * A killed build resumes: locally its folder stays under .building/; on a
+    bucket its checkpoints are copied into `<root>/.building/<hash>-<name>/`
+    while it trains (compiler.store.staging), so a builder on any machine
+    continues from the newest one.
+  * The loser of a race never overwrites or deletes a complete entry: on a
+    bucket every file of an entry is published with a conditional create,
+    the marker last (compiler.store.builds).
 
 Local and remote stores. Training writes orbax checkpoints to a local folder,
 so a run is always built in a local folder: for a local store it is
-`<root>/.building/<hash>-<name>/` itself; for any other fsspec URL it is a
-local staging folder, and finish_build uploads the finished files to
-`<root>/.building/<hash>-<name>/`, moves them to `<root>/<hash>-<name>/` and
-writes the marker last. Locks on non-local stores are lock objects created
-with exclusive-create (`open(..., "xb")`), atomic on the local and memory
-filesystems; object stores without conditional writes make this best-effort,
-so launch one builder per run there (XManager's job identity does) — a lost
-race costs a duplicate build, never a corrupt entry, because a complete
-entry is only ever replaced by the marker of an identical build.
-The memory filesystem ("memory://") is the test double of a remote store.
+`<root>/.building/<hash>-<name>/` itself (published with one rename); for any
+other fsspec URL it is a local staging folder (`$TMPDIR/runix-staging/…`).
+`s3://` and `gs://` stores are the real remote stores (s3fs, gcsfs); the
+memory filesystem ("memory://") stays for unit tests.
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ __all__ = ["DEFAULT_DATA_ROOT", "DEFAULT_STORE", "Build", "EntryInfo", "Store", 
            "default_store_url", "open_store"]
 
 
-def open_store(url: str, staging: str | None = None) -> Store:
+def open_store(url: str, staging: str | None = None, *, lease_ttl: float | None = None) -> Store:
     """A Store whose bucket answered one listing; StoreError (exit 2) naming why not, in bounded time."""
     from compiler.store.connect import probe
 
-    store = Store(url, staging)
+    store = Store(url, staging, lease_ttl=lease_ttl)
     probe(store)
     return store
 

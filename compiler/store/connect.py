@@ -28,10 +28,11 @@ def storage_options(url: str) -> dict[str, Any]:
     """fsspec options bounding every request of an object-store filesystem (none for other protocols)."""
     protocol = protocol_of(url)
     if protocol in ("s3", "s3a"):
-        return {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": READ_TIMEOUT_S,
+        return {"use_listings_cache": False,  # other machines write the same prefixes: always ask the server
+                "config_kwargs": {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": READ_TIMEOUT_S,
                                   "retries": {"max_attempts": ATTEMPTS, "mode": "standard"}}}
     if protocol in ("gs", "gcs"):
-        return {"timeout": READ_TIMEOUT_S, "retries": ATTEMPTS}
+        return {"use_listings_cache": False, "requests_timeout": READ_TIMEOUT_S}
     return {}
 
 

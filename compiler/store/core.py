@@ -18,12 +18,13 @@ from typing import Any
 
 from compiler.store import builds, connect, derivations, entries, gc, verify
 from compiler.store.errors import EntryInfo, StoreError
-from compiler.store.leases import BuildLock, FsspecLock, LocalLock
+from compiler.store.leases import DEFAULT_TTL_S, BuildLock, LocalLock, ObjectLease
 from compiler.store.layout import BUILDING_DIR, LOCKS_DIR, check_hash, entry_name, safe_relative
 
 
 class Store:
-    def __init__(self, url: str | os.PathLike[str], staging: str | os.PathLike[str] | None = None):
+    def __init__(self, url: str | os.PathLike[str], staging: str | os.PathLike[str] | None = None, *,
+                 lease_ttl: float | None = None):
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
 
@@ -40,6 +41,8 @@ class Store:
             staging = pathlib.Path(tempfile.gettempdir()) / "runix-staging" / hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self.staging = pathlib.Path(staging) if staging is not None else None
         self.held: dict[str, tuple[BuildLock, str]] = {}  # run hash → (its lock, its name), builds of this process
+        self.lease_ttl = DEFAULT_TTL_S if lease_ttl is None else float(lease_ttl)
+        self.last_holder: dict[str, str] = {}  # run hash → who held its lease when begin_build gave up
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -64,10 +67,14 @@ class Store:
         return self.join(BUILDING_DIR, entry_name(run_hash, name))
 
     def lock_for(self, run_hash: str) -> BuildLock:
-        path = self.join(LOCKS_DIR, f"{check_hash(run_hash)}.lock")
+        """flock on a local store; on any other store a lease object (compiler.store.leases)."""
         if self.is_local:
-            return LocalLock(pathlib.Path(path))
-        return FsspecLock(self.fs, path)
+            return LocalLock(pathlib.Path(self.join(LOCKS_DIR, f"{check_hash(run_hash)}.lock")))
+        return ObjectLease(self.fs, self.join(LOCKS_DIR), check_hash(run_hash), ttl=self.lease_ttl)
+
+    def lease_holder(self, run_hash: str) -> str:
+        """Who held the lease of `run_hash` when this process last gave up waiting for it."""
+        return self.last_holder.get(run_hash, "another builder")
 
     # ------------------------------------------------------------------ reading (compiler.store.entries)
 
@@ -134,6 +141,10 @@ class Store:
         """
         return builds.begin_build(self, run, lock_entries, plan, wait=wait, timeout=timeout)
 
+    def prepare_follower(self, run_hash: str) -> builds.Build:
+        """The build folder of process k > 0 of a multi-process build (no lease; never published)."""
+        return builds.prepare_follower(self, run_hash)
+
     def finish_build(self, run_hash: str) -> str:
         return builds.finish_build(self, run_hash)
 
@@ -144,3 +155,7 @@ class Store:
 
     def gc(self, keep: Iterable[str], *, dry_run: bool = False) -> list[EntryInfo]:
         return gc.gc(self, keep, dry_run=dry_run)
+
+    def collect(self, keep: Iterable[str], *, dry_run: bool = False) -> gc.GcResult:
+        """What gc removed and what it kept, each kept entry with the reason."""
+        return gc.collect(self, keep, dry_run=dry_run)

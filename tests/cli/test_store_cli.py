@@ -98,6 +98,7 @@ def test_gc_keeps_what_the_spec_set_reaches(project, cli):
     assert len(store.ls()) == 3
     result = cli("store", "gc", "specs", cwd=root)
     assert result.returncode == 0, result.stderr
+    assert f"kept {hashes['child'][:16]}-child (built): in a kept spec set" in result.stdout  # says why
     assert sorted(e.name for e in store.ls()) == ["base", "child"]
     assert store.verify(hashes["child"]) == []
 

@@ -1,4 +1,4 @@
-"""The store, on a local folder and on fsspec's memory filesystem (the remote test double)."""
+"""The store, on a local folder, on a bucket of a real S3-compatible server, and on fsspec's memory filesystem."""
 
 from __future__ import annotations
 
@@ -35,10 +35,12 @@ def locked_tiny():
 RUNS, LOCK = locked_tiny()
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "s3", "memory"])
 def store(request, tmp_path):
     if request.param == "local":
         return Store(str(tmp_path / "store"))
+    if request.param == "s3":
+        return Store(request.getfixturevalue("s3_store_url"), staging=tmp_path / "staging")
     return Store(f"memory://store-{uuid.uuid4().hex}/root", staging=tmp_path / "staging")
 
 
@@ -405,9 +407,16 @@ def test_unregistered_or_tampered_derivations_are_refused(store):
         store.register(run, entries)
 
 
-def test_gc_drops_unreachable_derivations(store):
+def test_gc_keeps_the_derivations_of_unbuilt_runs_and_drops_those_of_collected_ones(store):
     for name in ("tiny-code", "tiny-sweep-code0"):
         store.register(RUNS[name], LOCK.entries_for(RUNS[name]))
+    result = store.collect({RUNS["tiny-code"].hash})
+    assert result.removed == []  # a queued build job of another spec set starts from tiny-sweep-code0's derivation
+    kept = {entry.name: reason for entry, reason in result.kept}
+    assert kept["tiny-sweep-code0"].startswith("registered and not built yet")
+    build(store, "tiny-sweep-code0")
     removed = store.gc({RUNS["tiny-code"].hash})
-    assert [e.name for e in removed] == ["tiny-sweep-code0"]
+    assert [e.name for e in removed] == ["tiny-sweep-code0"]  # built and unreached: entry and derivation go
     assert [e.name for e in store.ls()] == ["tiny-code"]
+
+

@@ -181,8 +181,8 @@ def test_every_problem_is_reported_before_anything_is_rendered(compile_runs, tmp
         "  - name: flat-v4\n    extends: base\n    mesh: {accelerator: tpu-v4, chips: 16, topology: 4x4, axes: {fsdp: 16}}\n"
         "  - name: fine\n    extends: base\n    mesh: {accelerator: tpu-v5e, chips: 8, axes: {fsdp: 8}}\n")
     with pytest.raises(SpecError) as caught:
-        cluster_jobs(runs.values(), STORE, IMAGE, "gke", manifest_dir=str(tmp_path / "out"))
-    assert sorted(p.path for p in caught.value.problems) == ["runs[flat-v4].mesh.topology", "runs[laptop].mesh.accelerator"]
+        cluster_jobs(runs.values(), STORE, IMAGE, "gke", manifest_dir=str(tmp_path / "out"), cpu_hosts=4)
+    assert sorted(p.path for p in caught.value.problems) == ["runs[flat-v4].mesh.topology", "runs[laptop].mesh.chips"]
     assert not (tmp_path / "out").exists()
 
 

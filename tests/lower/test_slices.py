@@ -65,13 +65,22 @@ def test_gpu_nodes(compile_runs, mesh, label, hosts, per_host):
     ("{accelerator: tpu-v5e, chips: 12, topology: 3x4, axes: {tensor: 12}}", "topology", "no tpu-v5e slice 3x4"),
     ("{accelerator: tpu-v5e, chips: 2, axes: {fsdp: 2}}", "topology", "no slice with that many chips"),
     ("{accelerator: gpu-h100, chips: 12, axes: {tensor: 12}}", "chips", "whole 8-GPU nodes"),
-    ("{accelerator: cpu, chips: 4, axes: {fsdp: 4}}", "accelerator", "local executor"),
+    # A cpu mesh goes to a CPU node pool, its devices split evenly over --cpu-hosts pods.
+    ("{accelerator: cpu, chips: 2, axes: {fsdp: 2}}", "chips", "cannot be split evenly over 4 hosts"),
 ])
 def test_meshes_gke_cannot_place_name_the_field(compile_runs, mesh, field, words):
     run = run_with(compile_runs, mesh)
     with pytest.raises(SpecError) as caught:
-        gke_slice(run)
+        gke_slice(run, cpu_hosts=4)
     [problem] = caught.value.problems
     assert problem.path == f"runs[r].mesh.{field}"
     assert problem.location == run.location
     assert words in problem.message
+
+
+def test_a_cpu_mesh_is_placed_on_cpu_nodes_split_over_hosts(compile_runs):
+    run = run_with(compile_runs, "{accelerator: cpu, chips: 4, axes: {data: 2, fsdp: 2}}")
+    one, two = gke_slice(run), gke_slice(run, cpu_hosts=2)
+    assert (one.hosts, one.chips_per_host, one.resource) == (1, 4, "cpu")
+    assert (two.hosts, two.chips_per_host) == (2, 2) and not two.is_tpu
+    assert dict(two.node_selector) == {"kubernetes.io/arch": "amd64"}
