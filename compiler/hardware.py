@@ -8,10 +8,12 @@ must not need a new branch anywhere else.
 the HBM per chip, both as the vendor publishes them (GB = 10⁹ bytes, GiB =
 2³⁰). `hbm_bytes_per_s` is the memory bandwidth per chip the vendor publishes (what
 compiler.step_time prices memory-bound work at). `default_mfu` is an
-assumption, not a measurement, now only what `runix compile` shows beside the
-size-aware price of compiler.step_time: model-FLOPs
-utilization as MaxText and PaLM Appendix B define it (compiler.flops counts
-FLOPs the same way); `runix compile --mfu` overrides it for every run.
+assumption, not a measurement: the one model-FLOPs utilization (as MaxText and
+PaLM Appendix B define it; compiler.flops counts FLOPs the same way) the dry
+run priced every run at before the size-aware step-time model
+(compiler.step_time). It is kept as that model's baseline
+(benchmarks/bench_cost_model.py) and in `runix compile --json`; `--mfu X`
+prices every run at one MFU of the user's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class HardwareProfile:
     peak_flops: float  # dense bf16 FLOP/s per chip
     memory_bytes: int  # HBM (or RAM) per chip; per host when memory_shared
     chips_per_host: int
-    default_mfu: float  # model-FLOPs utilization assumed by the dry run
+    default_mfu: float  # the flat MFU assumption the step-time model replaced (its benchmark's baseline)
     source: str  # where peak, memory and MFU come from
     attention: str  # best attention implementation on this accelerator (kernels/attention.py)
     memory_shared: bool = False  # True: memory_bytes is one host's, shared by its chips (faked CPU devices)
