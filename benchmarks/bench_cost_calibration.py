@@ -7,15 +7,17 @@ The acceptance check of the cost model's calibration (compiler.pricing,
 compiler.calibration), on CPU twins of the tiny spec set, through the real
 CLI in temporary stores:
 
+  each round, in a fresh store:
   1. build two calibration runs: 30 steps each, all text and all code
      (`runix launch`);
-  2. each round, in a copy of that store: price the target — the tiny shape
-     with another length (60 steps) and another mixture (80% code, 20%
-     markup), never built — with `runix compile --json`, which prices it
-     from the built runs' timing records; build it; read what it measured
-     (its timing.json: trainer wall seconds × chips, the chip-hours its
-     build cost);
-  3. print each round's ratio calibrated price ÷ measured, and the median.
+  2. price the target — the tiny shape with another length (60 steps) and
+     another mixture (80% code, 20% markup), never built — with `runix
+     compile --json`, which prices it from the built runs' timing records;
+  3. build it and read what it measured (its timing.json: trainer wall
+     seconds × chips, the chip-hours its build cost);
+  then print each round's ratio calibrated price ÷ measured, and the median.
+Calibration and target are built minutes apart in the same round, so a
+change of the machine's load between rounds hits both.
 
 The baseline, in the same rounds, is the same dry run against an empty store:
 the step-time model alone (no measurement of this machine). Exit 1 when the
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -119,14 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         calib, calib_lock = spec_set(root / "calibration", CALIBRATION)
         target, target_lock = spec_set(root / "target", TARGET)
-        base_store, empty = root / "store-calibration", root / "store-empty"
+        empty = root / "store-empty"
         empty.mkdir()
-        print(f"building the calibration runs (2 × 30 steps), load average {os.getloadavg()[0]:.1f}", flush=True)
-        runix("launch", calib, "--lockfile", calib_lock, "--data-root", str(DATA_ROOT), "--store", str(base_store))
         calibrated_ratios, model_ratios = [], []
         for i in range(args.rounds):
             store = root / f"store-{i}"
-            shutil.copytree(base_store, store)
+            print(f"round {i + 1}: building the calibration runs (2 × 30 steps), load {os.getloadavg()[0]:.1f}", flush=True)
+            runix("launch", calib, "--lockfile", calib_lock, "--data-root", str(DATA_ROOT), "--store", str(store))
             model = price(target, target_lock, empty)
             priced = price(target, target_lock, store)
             load = os.getloadavg()[0]

@@ -2,11 +2,14 @@
 
 One row per run, parents before children: hash, name, parent, tokens, steps,
 parameters (with and without embeddings), training FLOPs, peak memory per chip
-against the chip's, MFU, chip-hours, wall-clock hours on the run's mesh, the
-numbers of the run's unresolved inputs (a column shown when any run has one)
-and status (built runs cost nothing); totals at the bottom; then the numbered
-unresolved inputs, the lockfile and store used, the hardware profiles and the
-formulas.
+against the chip's, the MFU its steps are priced at, where that price comes
+from (compiler.pricing: model, measured×N, calibrated×N, --mfu), the steps'
+chip-hours, the overheads' (compile, startup, checkpoint saves, evaluations),
+their total, wall-clock hours on the run's mesh, the numbers of the run's
+unresolved inputs (a column shown when any run has one) and status (built
+runs cost nothing); totals at the bottom; then the numbered unresolved
+inputs, the lockfile and store used, each price source and overhead source,
+the hardware profiles and the formulas.
 `--json` prints the same plan as JSON (compiler/PLAN_JSON.md). A run that
 cannot fit on its mesh is an error (exit 2).
 
@@ -18,7 +21,8 @@ depends on its token budget, and its data sizes are its `declared_tokens` —
 and is marked, since `runix launch` refuses it.
 
 Status comes from the store (`--store URL`, default `<project>/.runix/store`):
-a run whose hash is built there is "built" and costs nothing. The store is
+a run whose hash is built there is "built" and costs nothing; the built runs'
+timing records (compiler.calibration) are what the other runs are priced by. The store is
 only listed; a default store folder that does not exist means nothing is
 built, and is not created.
 

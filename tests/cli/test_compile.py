@@ -57,7 +57,7 @@ def test_dry_run_table_of_the_tiny_specs(tmp_path):
     assert "total: 6 to build" in out
     assert "price: where each run's step time comes from" in out and "Source:" in out
     assert "cpu: 0.05 TFLOP/s peak and 20 GB/s memory bandwidth per chip, 24 GiB per host" in out
-    assert "model: step-time model: tpu constants fitted on" in out  # an empty store: nothing measured yet
+    assert "model: step-time model: tpu constants (fitted on 7 tpu-v5p points) moved to cpu" in out  # nothing built
     assert re.search(r"│ model +│", code_row) and "+overhead" in out and "checkpoints: " in out
     assert "nothing was written" in out
     assert "every input of every run is locked" in out and "unresolved" not in out
