@@ -9,9 +9,9 @@ point is predicted by a fit on the others (leave-one-out), which is the
 error to expect on a model shape nobody has measured. The baseline, measured
 in the same run on the same points, is the flat price the dry run used
 before: one MFU per accelerator (compiler.hardware's default_mfu); the ratio
-printed is the flat price's mean leave-one-out-free error over the model's
-leave-one-out error (above 1: the size-aware model is better even on points
-it has not seen).
+printed is the flat price's mean error (it is fitted to nothing) over the
+model's mean leave-one-out error (above 1: the size-aware model is better
+even on points it has not seen).
 """
 
 from __future__ import annotations
