@@ -129,3 +129,19 @@ def test_an_initialization_cycle_is_named_parent_to_child_and_long_chains_cost_n
         f"  - {{name: r{i}, extends: r0, init: {{kind: parent, run: r{i - 1}}}}}\n" for i in range(1, 1500))
     spec_set = load_spec_set([write_spec(chain, "chain.yaml")])
     assert [run.name for run in spec_set.runs][:3] == ["r0", "r1", "r2"] and spec_set.runs[-1].name == "r1499"
+
+
+def test_reader_options_only_where_files_are_read(write_spec):
+    text = MINIMAL_RUN.replace("share: 1.0}", "share: 1.0, format: parquet, text_field: body}")
+    messages = sorted(p.message for p in problems(write_spec, text))
+    assert len(messages) == 2 and all("builtin://code is a built-in corpus" in m for m in messages)
+    ok = MINIMAL_RUN.replace('"builtin://code", role: code, share: 1.0}',
+                             '"/data/web/*.parquet", role: text, share: 1.0, format: parquet, text_field: content}')
+    (run,) = load_spec_set([write_spec(ok)]).runs
+    assert run.spec.data.sources["code"].format == "parquet"
+    assert run.spec.data.sources["code"].text_field == "content"
+    default = MINIMAL_RUN.replace('"builtin://code", role: code, share: 1.0}',
+                                  '"/data/web.jsonl", role: text, share: 1.0, text_field: text}')
+    (spelled,) = load_spec_set([write_spec(default, "b.yaml")]).runs
+    (plain,) = load_spec_set([write_spec(MINIMAL_RUN.replace('"builtin://code"', '"/data/web.jsonl"'), "c.yaml")]).runs
+    assert spelled.hash == plain.hash  # text_field: text is the default, spelt out
