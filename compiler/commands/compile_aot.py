@@ -41,7 +41,8 @@ def run(args, console, result) -> int:
     """Compile, attach `aot` to every run of the plan, print, and raise SpecError for runs that do not fit."""
     from runtime import aot  # noqa: PLC0415 (imports jax: only on this path)
 
-    cache_dir = pathlib.Path(project_root(args.paths[0])).joinpath(*AOT_FOLDER)
+    root = project_root(args.paths[0]) or pathlib.Path.cwd()
+    cache_dir = root.joinpath(*AOT_FOLDER)
     by_key: dict[str, dict] = {}
     reports = []
     for r in result.runs:
