@@ -84,7 +84,7 @@ def load_parent(
     actual = param_digest.lanes_to_digest(state.params, digest_fn(state.params))
     if actual != record.final_params_sha256:
         raise BadInput(
-            f"parent {parent.name} ({parent_dir}): final checkpoint parameters have digest {actual}, but its digest "
+            f"parent {parent.name} ({parent_dir}): final checkpoint parameters have sha256 {actual}, but its digest "
             f"record says {record.final_params_sha256}; the checkpoint was modified or belongs to another build"
         )
     carry = child.spec.init.optimizer_state == "carry"
