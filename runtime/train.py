@@ -18,7 +18,7 @@ where it stopped and resumed:
     the next step queued; every loss is read before a digest or checkpoint;
   * the parameter digest is reduced on the devices that hold the parameters
     (runtime.param_digest: the same for any layout of the same values);
-    checkpoints are written asynchronously (runtime.checkpoint).
+    on accelerators checkpoints are written asynchronously (runtime.checkpoint).
 """
 
 from __future__ import annotations
@@ -248,15 +248,15 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
         return batches_lib.place_batch(batches_lib.check_batch(next(stream), sequences, length, s),
                                        batch_sharding, sequences)
 
+    lagged = numerics.accelerator_family(spec.mesh) != "cpu"  # accelerators: never stall the device (below)
     store = checkpoint_lib.Checkpoints(paths[run_dir_lib.CHECKPOINTS], keep=spec.checkpoint.keep,
-                                       total_steps=total_steps)
+                                       total_steps=total_steps, asynchronous=lagged)
     metrics_log = metrics_lib.MetricsLog(paths[run_dir_lib.METRICS], enabled=run.is_writer)
     metrics_log.resume_from(step)
     progress = progress_lib.TrainingProgress(spec.name, total_steps, step, enabled=show_progress)
     # On accelerators the loss of step s is read after step s+1 is dispatched, so the host never idles the
     # device; on cpu each step is waited for (faked devices can deadlock in a rendezvous otherwise). Before a
     # digest or a checkpoint every dispatched loss is read: a non-finite loss is never checkpointed.
-    lagged = numerics.accelerator_family(spec.mesh) != "cpu"
     digest_fn = param_digest.digest_function(run.layout.shardings.params, sharding_lib.replicated(run.mesh))
     last = time.perf_counter()
 

@@ -56,7 +56,8 @@ def run(args, console, result) -> int:
                 try:
                     hbm = profile(accelerator).memory_per_chip(spec.mesh.chips)
                     if not args.json:
-                        console.print(f"compiling {r.run.name} for {aot.topology_name(spec)} …", style="dim")
+                        console.print(f"{r.run.name}: lowering for {aot.topology_name(spec)}, compiling unless cached …",
+                                      style="dim")
                     by_key[key] = {"available": True, **aot.compile_run(spec, hbm, cache_dir)}
                 except aot.AotUnavailable as err:
                     by_key[key] = {"available": False, "reason": str(err)}

@@ -44,7 +44,8 @@ def test_aot_reports_xla_memory_and_collectives_and_caches(tmp_path):
     again = run_cli("compile", path.parent, "--aot", cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "v5e:2x2" in again.stdout and "ahead-of-time compile" in again.stdout
-    cached_row = next(line for line in again.stdout.splitlines() if "small-tpu " in line and "v5e:2x2" in line)
+    cached_row = next(line for line in again.stdout.splitlines()
+                      if "│" in line and "small-tpu " in line and "v5e:2x2" in line)
     assert cached_row.rstrip(" │").endswith("yes")
 
 
