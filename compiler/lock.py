@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from compiler.canonical import canonical_json
 from compiler.environment import hashed_numerics, mesh_key
+from compiler.evals import eval_uris
 from compiler.problems import Location, Problem, SpecError
 from compiler.spec import HASH_PATTERN, RunSpec
 from compiler.specset import CompiledRun, SpecSet, compile_documents, read_documents, rehash
@@ -361,7 +362,8 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
       function of a mesh (compiler.environment.numerics_facts) called once per
       distinct mesh, or one mapping used for every mesh.
     """
-    source_uris = sorted({src.uri for run in unlocked.runs for src in run.spec.data.sources.values()})
+    source_uris = sorted({src.uri for run in unlocked.runs for src in run.spec.data.sources.values()}
+                         | eval_uris(run.spec for run in unlocked.runs))  # eval sets are pinned like sources
     tokenizer_originals = {tokenizer_key(run.spec): tokenizer_original(run.spec) for run in unlocked.runs}
     sources: dict[str, dict[str, Any]] = {}
     for uri in source_uris:

@@ -59,16 +59,25 @@ def run(args, console) -> int:
     for compiled in runs:
         state = "[green]built (cache hit)[/]" if compiled.hash in built else "to build"
         console.print(f"  {compiled.short_hash}  {compiled.name:<32} {state}")
+    data_root = args.data_root or str(default_data_root(project_root(pathlib.Path.cwd())))
     if not todo:
         console.print(f"[green]all {len(runs)} runs are built[/]; nothing to do")
-        return 0
+        return _then_evals(args, locked, store, data_root, console, 0)
     for compiled in todo:
         store.register(compiled, locked.lock.entries_for(compiled), priced[compiled.hash])
 
-    data_root = args.data_root or str(default_data_root(project_root(pathlib.Path.cwd())))
     if args.target == "gke":
         return _launch_gke(args, todo, store, console)
-    return _launch_local(args, todo, store, data_root, console)
+    return _then_evals(args, locked, store, data_root, console, _launch_local(args, todo, store, data_root, console))
+
+
+def _then_evals(args, locked, store, data_root: str, console, code: int) -> int:
+    """After the runs, each built run's missing evals, as work units of their own (compiler.eval_launch)."""
+    if args.target != "local":
+        return code
+    from compiler.commands.eval import build_and_show
+
+    return max(code, build_and_show(locked, store, data_root, console, "runix " + " ".join(args.paths)))
 
 
 def _launch_local(args, todo, store, data_root: str, console) -> int:
