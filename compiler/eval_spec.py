@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _SUFFIXES = {"K": 1 << 10, "M": 1 << 20}
@@ -44,7 +44,10 @@ def _parse_bytes(value: object) -> object:
     return value
 
 
-ByteCount = Annotated[int, BeforeValidator(_parse_bytes), Field(ge=1, le=1 << 34)]
+ByteCount = Annotated[int, BeforeValidator(_parse_bytes), Field(ge=1, le=1 << 34), WithJsonSchema({"anyOf": [
+    {"type": "integer", "minimum": 1, "maximum": 1 << 34},
+    {"type": "string", "pattern": r"^\s*[0-9][0-9_]*\s*[KMkm]?\s*$", "description": "e.g. 65536 or 64K (K = 1024 bytes)"},
+]})]
 
 
 class _Frozen(BaseModel):
