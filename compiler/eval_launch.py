@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from compiler.eval_store import EvalStore
-from compiler.evals import EvalDerivation, EvalInputError, lock_entries_for, spec_set_derivations
+from compiler.evals import EvalDerivation, EvalInputError, lock_entries_for, overlap_problems, spec_set_derivations
 from compiler.problems import Location, Problem, SpecError
 
 
@@ -42,6 +42,9 @@ class EvalPlan:
 
 def plan_evals(locked, store) -> EvalPlan:
     """The eval derivations of a locked spec set (compiler.lock.LockedSpecSet) against a store."""
+    problems = overlap_problems(locked.spec_set.runs, locked.lock)
+    if problems:
+        raise SpecError(problems)
     try:
         derivations = spec_set_derivations(locked.spec_set.runs, locked.lock)
     except EvalInputError as err:

@@ -215,3 +215,55 @@ def lock_entries_for(derivation: EvalDerivation, lock) -> dict[str, Any]:
     """What an eval job needs from the lock to find and verify its set (the set's full record)."""
     entry = lock.sources.get(derivation.uri)
     return {"set": entry.model_dump(mode="json") if entry is not None else None}
+
+
+# --------------------------------------------------------------------------- cost inputs (compiler.plan prices them)
+
+
+def forward_tokens(derivation: EvalDerivation, choices_per_item: int = 4) -> int:
+    """An upper bound of the token positions an eval's forward passes process (no backward pass, no update).
+
+    heldout: at most one token per byte (the byte-level BPE), in windows of the run's sequence length,
+    plus at most one partly filled window per document; bounded here by rounding `max_bytes` up to
+    whole windows and adding one window. choice: one window per choice of each item. A price of
+    evals is 2 × parameters × these tokens FLOPs on the run's mesh, plus one checkpoint load per
+    (run, step) — see `checkpoint_loads`.
+    """
+    settings_ = derivation.document["settings"]
+    window = settings_["window"]
+    if derivation.kind == "heldout":
+        return (-(-settings_["max_bytes"] // window) + 1) * window
+    return settings_["max_items"] * choices_per_item * window
+
+
+def checkpoint_loads(derivations: Iterable[EvalDerivation]) -> int:
+    """Checkpoints an eval job loads: one per (run, step), whatever the number of sets."""
+    return len({(d.run_hash, d.step) for d in derivations})
+
+
+def overlap_problems(runs: Sequence[Any], lock) -> list[Problem]:
+    """Eval sets whose locked files share content with a training source of the same run (by file sha256).
+
+    The validator catches an eval set that names a training source; this catches the same bytes under
+    another name (a copied file, an overlapping glob), from the lock alone. Built-in held-out splits
+    are disjoint by construction (runtime.data.heldout) and are not compared here.
+    """
+    def file_digests(uri: str) -> set[str]:
+        entry = lock.sources.get(uri)
+        files = ((entry.locked or {}).get("files") or {}) if entry is not None else {}
+        return {f["sha256"] for f in files.values() if isinstance(f, dict) and "sha256" in f}
+
+    problems = []
+    for run in runs:
+        training = {src.uri: file_digests(src.uri) for src in run.spec.data.sources.values()}
+        for name, item in sorted(run.spec.evals.sets.items()):
+            if item.uri.startswith(BUILTIN):
+                continue
+            mine = file_digests(item.uri)
+            for uri, theirs in sorted(training.items()):
+                shared = mine & theirs
+                if shared:
+                    problems.append(Problem(run.location, f"runs[{run.name}].evals.sets.{name}.uri",
+                                            f"eval set {item.uri!r} overlaps the training data: {len(shared)} of its "
+                                            f"files have the same content as files of training source {uri!r}"))
+    return problems

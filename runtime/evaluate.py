@@ -390,7 +390,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hash", action="append", required=True, dest="hashes", help="an eval hash (repeatable)")
     parser.add_argument("--data-root", help="root of the prepared corpora and tokenizers")
     parser.add_argument("--replay", action="store_true", help="recompute built evals and compare bit for bit")
+    parser.add_argument("--wait-for-run", type=float, default=0, metavar="S",
+                        help="wait up to S seconds for the evaluated runs to be built (a cluster job starts early)")
     return parser.parse_args(argv)
+
+
+def wait_for_runs(store, run_hashes, seconds: float, poll: float = 30.0) -> list[str]:
+    """Block until every run is built or `seconds` passed; returns the runs still not built."""
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + seconds
+    waiting = sorted(h for h in run_hashes if not store.is_built(h))
+    while waiting and time.monotonic() < deadline:
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        waiting = [h for h in waiting if not store.is_built(h)]
+    return waiting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         if not records:
             return EXIT_OK
         runs = {r["document"]["run"] for r in records}
+        not_built = wait_for_runs(store, runs, args.wait_for_run)
+        if not_built:
+            raise BadInput(f"run {not_built[0]} is not built in {args.store}: there is no checkpoint to evaluate")
         run_dirs = {h: store.local_copy(h) for h in sorted(runs)}
         meshes = {json.dumps(run_dir_lib.load_request(d).spec.mesh.model_dump(mode="json"), sort_keys=True)
                   for d in run_dirs.values()}

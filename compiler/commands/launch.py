@@ -119,7 +119,32 @@ def _launch_gke(args, todo, store, console) -> int:
     manifests = args.manifests or str(pathlib.Path(store.url) / "manifests")
     jobs = cluster_jobs(todo, store.url, args.image, "gke", manifest_dir=manifests)
     console.print(f"rendered {len(jobs)} JobSet manifests into {manifests} (apply them with kubectl)")
+    eval_jobs = _gke_eval_jobs(args, store, manifests)
+    if eval_jobs:
+        console.print(f"and {len(eval_jobs)} eval jobs, one per run with evals (each waits for its run)")
     return 0
+
+
+def _gke_eval_jobs(args, store, manifests: str):
+    """The eval jobs of every run (compiler.lower.eval_jobs), their derivations registered in the store."""
+    from compiler.eval_launch import plan_evals
+    from compiler.eval_store import EvalStore
+    from compiler.evals import lock_entries_for
+    from compiler.lock import load_locked_spec_set
+    from compiler.lower.eval_jobs import cluster_eval_jobs
+
+    locked = load_locked_spec_set(args.paths, args.lockfile)
+    eval_plan = plan_evals(locked, store)
+    by_run: dict[str, list] = {}
+    for derivation in eval_plan.derivations:
+        if derivation.hash not in eval_plan.built:
+            by_run.setdefault(derivation.run_hash, []).append(derivation)
+    jobs = cluster_eval_jobs(locked.spec_set.runs, by_run, store.url, args.image, manifest_dir=manifests)
+    evals = EvalStore(store)
+    for derivations in by_run.values():
+        for derivation in derivations:
+            evals.register(derivation, lock_entries_for(derivation, locked.lock))
+    return jobs
 
 
 def _require_external_parents(runs, built: set[str], where: str) -> None:

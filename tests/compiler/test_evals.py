@@ -138,3 +138,36 @@ def test_validate_cli_prints_every_eval_problem_with_file_line_and_field(write_s
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{path.name}:8" in result.stderr and "runs[base].evals.every" in result.stderr
     assert "runs[base].evals.sets.text.uri" in result.stderr and "2 problems" in result.stderr
+
+
+def test_an_eval_set_with_a_training_files_content_is_caught_from_the_lock(tmp_path, cli):
+    from compiler.lock import load_locked_spec_set
+    from compiler.evals import overlap_problems
+    from tests.lockfixture import lock
+
+    (tmp_path / "pyproject.toml").write_text("")
+    for folder in ("train", "eval"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "train" / "a.txt").write_text("the same document\n")
+    (tmp_path / "eval" / "copy.txt").write_text("the same document\n")
+    (tmp_path / "eval" / "b.txt").write_text("another document\n")
+    spec = tmp_path / "specs" / "s.yaml"
+    spec.parent.mkdir()
+    spec.write_text(MINIMAL_RUN.replace('"builtin://code"', f'"file://{tmp_path}/train"').replace(
+        "    steps: 10\n", f'    steps: 10\n    evals:\n      sets:\n        notes: {{kind: heldout, uri: "file://{tmp_path}/eval"}}\n'))
+    lock([spec])
+    locked = load_locked_spec_set([spec])
+    (problem,) = overlap_problems(locked.spec_set.runs, locked.lock)
+    assert problem.path == "runs[base].evals.sets.notes.uri" and "1 of its files" in problem.message
+    result = cli("eval", spec, "--store", tmp_path / "store", cwd=tmp_path)
+    assert result.returncode == 2 and "overlaps the training data" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cost_inputs_bound_the_forward_tokens(write_spec):
+    from compiler.evals import checkpoint_loads, forward_tokens
+
+    (run,) = load_spec_set([write_spec(with_evals())]).runs
+    found = _derive(run)
+    code = next(d for d in found if d.set_name == "code")
+    assert forward_tokens(code) == (65536 // 128 + 1) * 128
+    assert checkpoint_loads(found) == 2  # steps 5 and 10, shared by both sets
