@@ -48,14 +48,11 @@ def _store_arg(parser) -> None:
 def open_store(url: str | None, near: pathlib.Path | None = None):
     """The store named by --store, else the project's default; a bad URL is bad input (exit 2)."""
     from compiler.lock import project_root
-    from compiler.store import Store, default_store_url
+    from compiler.store import default_store_url, open_store as open_checked
 
     if url is None:
         url = default_store_url(project_root(near or pathlib.Path.cwd()))
-    try:
-        return Store(url)
-    except (ImportError, ValueError) as err:
-        raise SpecError([Problem(Location(url), "--store", f"cannot open the store: {err}")]) from None
+    return open_checked(url)
 
 
 def run_ls(args, console) -> int:

@@ -20,7 +20,7 @@ from compiler.problems import SpecError
 from compiler.spec import RunSpec
 from compiler.specset import compile_documents, read_documents
 from compiler.store import Store, StoreError
-from compiler.store_layout import COMPLETE_FILE, MANIFEST_FILE, SPEC_FILE
+from compiler.store.layout import COMPLETE_FILE, MANIFEST_FILE, SPEC_FILE
 from tests.conftest import REPO
 from tests.lockfixture import FIXED_ENVIRONMENT, FixedResolver
 
