@@ -28,7 +28,7 @@ from typing import Any
 
 from compiler.evals import EvalDerivation, eval_hash
 from compiler.store import Store, StoreError
-from compiler.store_layout import check_hash, check_name, entry_name, parse_entry_name
+from compiler.store.layout import check_hash, check_name, entry_name, parse_entry_name
 
 EVALS_DIR = "evals"
 DERIVATIONS = ".derivations"
