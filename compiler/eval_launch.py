@@ -71,7 +71,7 @@ def build_evals(locked, store, data_root: str | None, console, title: str) -> in
     names = {run.hash: run.name for run in locked.spec_set.runs}
     todo = sum(len(v) for v in missing.values())
     console.print(f"evals: {len(eval_plan.derivations)} in the spec set, {len(eval_plan.built & {d.hash for d in eval_plan.derivations})} "
-                  f"built (cache hits), {todo} to build")
+                  f"already built, {todo} to build")
     if not missing:
         return 0
     if not store.is_local:

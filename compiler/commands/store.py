@@ -87,12 +87,10 @@ def run_verify(args, console) -> int:
                 console.print(Text(f"TAMPERED {run_hash[:16]}: {problem}", style="red"))
         else:
             console.print(Text(f"ok {run_hash[:16]}: every file matches its manifest", style="green"))
-    if args.all:
-        failed += _verify_evals(store, console)
+    failed_evals = _verify_evals(store, console) if args.all else 0
     if failed:
-        console.print(Text(f"{failed} entries fail verification", style="red"))
-        return EXIT_TAMPERED
-    return 0
+        console.print(Text(f"{failed} of {len(hashes)} entries fail verification", style="red"))
+    return EXIT_TAMPERED if failed or failed_evals else 0
 
 
 def _verify_evals(store, console) -> int:

@@ -95,7 +95,7 @@ def test_relaunch_and_eval_build_no_eval_twice(launched):
     spec, lock, store, _ = launched
     before = {p: p.stat().st_mtime_ns for p in (store / "evals").rglob("result.json")}
     result = runix("launch", spec, "--lockfile", lock, "--data-root", DATA_ROOT, "--store", store)
-    assert result.returncode == 0 and "8 built (cache hits), 0 to build" in result.stdout, result.stdout
+    assert result.returncode == 0 and "8 already built, 0 to build" in result.stdout, result.stdout
     result = runix("eval", spec, "--lockfile", lock, "--data-root", DATA_ROOT, "--store", store)
     assert result.returncode == 0 and "0 to build" in result.stdout
     assert "small-vocab" in result.stdout and "*" in result.stdout  # the table, best marked
