@@ -16,7 +16,7 @@ Checks (`check_evals`, part of validation: hermetic, file:line:field path):
 a checkpoint step past the run, a step that is not a kept checkpoint, an
 unknown built-in set, a choice set that is not a JSONL file, and an eval set
 that is also a training source of the run (it would overlap the training
-data; a built-in corpus's held-out split never does, runtime.data.heldout).
+data; a built-in corpus's held-out split never does, dataprep.heldout).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from compiler.problems import Problem
 
 EVAL_FORMAT = 1
 BUILTIN = "builtin://"
-HELDOUT_SPLIT = "heldout"  # runtime.data.heldout.HELDOUT_SPLIT (not imported: the compiler stays light)
+HELDOUT_SPLIT = "heldout"  # dataprep.heldout.HELDOUT_SPLIT (not imported: the compiler stays light)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _total_steps(spec) -> int | None:
 
 
 def _builtin_names() -> tuple[str, ...]:
-    from runtime.data.builtin_corpora import builtin_names  # noqa: PLC0415 (pure: names are code, not files)
+    from dataprep.builtin_corpora import builtin_names  # noqa: PLC0415 (pure: names are code, not files)
 
     return builtin_names()
 
@@ -246,7 +246,7 @@ def overlap_problems(runs: Sequence[Any], lock) -> list[Problem]:
 
     The validator catches an eval set that names a training source; this catches the same bytes under
     another name (a copied file, an overlapping glob), from the lock alone. Built-in held-out splits
-    are disjoint by construction (runtime.data.heldout) and are not compared here.
+    are disjoint by construction (dataprep.heldout) and are not compared here.
     """
     def file_digests(uri: str) -> set[str]:
         entry = lock.sources.get(uri)

@@ -36,6 +36,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from compiler.data_checks import data_problems
 from compiler.flops import FlopCount, ParameterCount, parameter_count, training_flops
 from compiler.hardware import HardwareProfile, profile
 from compiler.memory import MemoryEstimate, memory_per_chip, value
@@ -228,7 +229,7 @@ def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | N
         ))
         problems.extend(_mesh_problems(run))
         if lock is not None and run.hash not in built:
-            problems.extend(_repeat_problems(run, lock))
+            problems.extend(data_problems(run, lock))
         if not memory.fits:
             problems.append(Problem(run.location, f"runs[{run.name}].mesh", _fit_message(run, memory)))
     if problems:
@@ -250,28 +251,6 @@ def _mesh_problems(run: CompiledRun) -> list[Problem]:
     if kv % tensor and tensor % kv:
         problems.append(Problem(run.location, where, f"run {run.name!r}: tensor ({tensor} ways) neither divides "
                                                      f"model.n_kv_heads ({kv}) nor is a multiple of it"))
-    return problems
-
-
-def _repeat_problems(run: CompiledRun, lock: Lock) -> list[Problem]:
-    """Budgets that need more passes over a source's counted tokens than its max_repeats.
-
-    compiler.validate checks the same against `declared_tokens`; here the
-    lock's count of the actual data (under the run's tokenizer) is used when
-    there is one.
-    """
-    problems = []
-    for name, src in sorted(run.spec.data.sources.items()):
-        count = lock.token_count(src.uri, run.spec)
-        if count is None or not src.tokens or src.tokens <= count * src.max_repeats:
-            continue
-        needed = -(-src.tokens // count)
-        problems.append(Problem(
-            run.location, f"runs[{run.name}].data.sources.{name}.max_repeats",
-            f"run {run.name!r}: budget {src.tokens} tokens of source {name} needs {needed} passes over the "
-            f"{count} tokens the lock counted in {src.uri}, but max_repeats is {src.max_repeats}; raise "
-            f"max_repeats, lower the budget, or add data",
-        ))
     return problems
 
 

@@ -81,7 +81,7 @@ def heldout_texts(record: dict[str, Any], data: _Data) -> list[str]:
     uri, document = record["uri"], record["document"]
     want = document["set"]["digest"]
     if uri.startswith(BUILTIN):
-        from runtime.data import corpora  # noqa: PLC0415 (tfds)
+        from dataprep import corpora  # noqa: PLC0415 (tfds)
 
         manifest = data.manifest(uri.removeprefix(BUILTIN))
         if manifest.digest != want:
@@ -93,7 +93,7 @@ def heldout_texts(record: dict[str, Any], data: _Data) -> list[str]:
 
 
 def _external_documents(record: dict[str, Any], want: str):
-    from runtime.data import external  # noqa: PLC0415
+    from dataprep import external  # noqa: PLC0415
 
     entry = (record.get("lock") or {}).get("set") or {}
     locked = entry.get("locked")
@@ -110,7 +110,7 @@ def _external_documents(record: dict[str, Any], want: str):
 
 def choice_items(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The first `max_items` items of a choice set's JSONL, each checked for shape (file line named)."""
-    from runtime.data import external  # noqa: PLC0415
+    from dataprep import external  # noqa: PLC0415
 
     want = record["document"]["set"]["digest"]
     entry = (record.get("lock") or {}).get("set") or {}
@@ -121,8 +121,13 @@ def choice_items(record: dict[str, Any]) -> list[dict[str, Any]]:
         fs, files = external.file_paths(record["uri"], locked)
         items = []
         for rel, path, sha in files:
-            data = external._read_bytes(fs, path, record["set"], record["uri"], rel)
-            external._check_sha256(record["set"], record["uri"], rel, sha, hashlib.sha256(data).hexdigest())
+            try:
+                with fs.open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise BadInput(f"eval set {record['uri']}: cannot read locked file {rel} ({e})") from None
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise BadInput(f"eval set {record['uri']}: file {rel} changed since `runix lock` (relock, or restore it)")
             for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
                 if line.strip():
                     items.append(parse_choice_item(line, f"{record['uri']}:{number}"))
@@ -227,6 +232,9 @@ class _Model:
                 raise BadInput(f"run {request.name}: checkpoint {step} has parameters sha256 {actual}, but the "
                                f"run's digest record says {expected}")
         self.params = state.params
+        from runtime.data_source import read_lock_entries  # noqa: PLC0415
+
+        self.lock_entries = read_lock_entries(run_dir)
         graphdef = parts.graphdef
 
         def loss_sum(params, batch):
@@ -284,19 +292,20 @@ class _Data:
 
     def manifest(self, name: str):
         if name not in self._manifests:
-            from runtime.data import corpora  # noqa: PLC0415 (tfds)
+            from dataprep import corpora  # noqa: PLC0415 (tfds)
 
             self._manifests[name] = corpora.prepare_corpus(name, self.root)
         return self._manifests[name]
 
-    def tokenizer(self, spec, want: str):
-        key = (spec.model.vocab_size, want)
+    def tokenizer(self, spec, want: str, lock_entries):
+        """The run's own tokenizer (runtime.data_source.run_tokenizer, as its trainer had it), checked against the eval."""
+        key = (spec.data.tokenizer, spec.model.vocab_size, want)
         if key not in self._tokenizers:
-            from runtime.data import tokenizer  # noqa: PLC0415
-            from runtime.data.builtin_corpora import builtin_names  # noqa: PLC0415
+            from dataprep.builtin_corpora import builtin_names  # noqa: PLC0415
+            from runtime.data_source import run_tokenizer  # noqa: PLC0415
 
-            manifests = [self.manifest(name) for name in builtin_names()]
-            artifact = tokenizer.train_tokenizer(manifests, spec.model.vocab_size, self.root)
+            manifests = {name: self.manifest(name) for name in builtin_names()} if spec.data.tokenizer == BUILTIN + "bpe" else {}
+            artifact = run_tokenizer(spec, self.root, lock_entries, manifests)
             if artifact.digest != want:
                 raise BadInput(f"tokenizer digest {artifact.digest} differs from the eval's {want}; relock")
             tok = artifact.load()
@@ -312,7 +321,7 @@ def _bits(value) -> str:
 
 
 def score_heldout(model: _Model, record: dict[str, Any], data: _Data) -> dict[str, Any]:
-    tok, eos = data.tokenizer(model.spec, record["document"]["tokenizer"])
+    tok, eos = data.tokenizer(model.spec, record["document"]["tokenizer"], model.lock_entries)
     pieces = select_bytes(heldout_texts(record, data), record["document"]["settings"]["max_bytes"])
     if not pieces:
         raise BadInput(f"eval set {record['uri']} has no text to score")
@@ -334,7 +343,7 @@ def score_heldout(model: _Model, record: dict[str, Any], data: _Data) -> dict[st
 def score_choice(model: _Model, record: dict[str, Any], data: _Data) -> dict[str, Any]:
     import numpy as np  # noqa: PLC0415
 
-    tok, eos = data.tokenizer(model.spec, record["document"]["tokenizer"])
+    tok, eos = data.tokenizer(model.spec, record["document"]["tokenizer"], model.lock_entries)
     items = choice_items(record)
     rows, spans = [], []
     for item in items:

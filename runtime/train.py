@@ -6,7 +6,7 @@ on the spec, the data and the pinned numerics (runtime.numerics), never on
 where it stopped and resumed:
 
   * batch s is `batch_source.batch_at(s)`, a pure function of the step,
-    read ahead by a grain pipeline over the step range (runtime.batches);
+    read ahead by the grain pipeline (runtime.data.pipeline via runtime.device_batches);
   * every checkpoint holds the full state (params, optimizer, step, PRNG key)
     and the digest record so far, and a resumed run continues from exactly
     that record;
@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from compiler.spec import ParentInit, RunSpec, ScratchInit
-from runtime import batches as batches_lib
+from runtime import device_batches as batches_lib
 from runtime import checkpoint as checkpoint_lib
 from runtime import digest as digest_lib
 from runtime import mesh as mesh_lib
@@ -84,6 +84,8 @@ def train_run(
     data_root: str | os.PathLike[str] | None = None,
     stop_after_step: int | None = None,
     show_progress: bool = False,
+    data_threads: int = 1,
+    data_workers: int = 0,
 ) -> digest_lib.DigestRecord:
     """Train `spec` (resolved) into `run_dir`, resuming from its latest checkpoint; returns the digest record.
 
@@ -97,6 +99,7 @@ def train_run(
       parent_hash: the parent's hash (required with a parent init).
       stop_after_step: stop (with a checkpoint) once this many steps are done; the run stays resumable.
       show_progress: draw a rich progress bar on stderr.
+      data_threads, data_workers: grain read-ahead threads and worker processes (never change the batches).
 
     Raises:
       BadInput: unusable input (see runtime.errors); nothing was written.
@@ -128,7 +131,8 @@ def train_run(
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         _write_spec_json(paths, request)
         _write_run_record(run, resumed_from=None if existing is None else existing[0])
-    return _loop(run, state, record, batch_source, stop_after_step, show_progress and run.is_writer)
+    return _loop(run, state, record, batch_source, stop_after_step, show_progress and run.is_writer,
+                 read_ahead={"num_threads": data_threads, "num_workers": data_workers})
 
 
 def _prepare(request: run_dir_lib.RunRequest, paths: dict[str, Path]) -> _Run:
@@ -221,7 +225,7 @@ def _default_batch_source(spec: RunSpec, data_root, run_dir, mesh) -> batches_li
 
 
 def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_after_step: int | None,
-          show_progress: bool) -> digest_lib.DigestRecord:
+          show_progress: bool, read_ahead: dict | None = None) -> digest_lib.DigestRecord:
     """Steps from state.step to the end (or stop_after_step): losses, digests, metrics and checkpoints."""
     spec, paths = run.spec, run.paths
     total_steps = spec.total_steps
@@ -236,7 +240,7 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
         batch_sharding, reduction=numerics.gradient_reduction(spec.mesh))
 
     step = int(state.step)
-    stream = batches_lib.grain_batches(batch_source, step, stop)  # grain-fed: the next batches are read ahead
+    stream = batches_lib.grain_batches(batch_source, step, stop, **(read_ahead or {}))  # grain reads ahead
 
     def next_batch(s: int):
         return batches_lib.place_batch(batches_lib.check_batch(next(stream), sequences, length, s),

@@ -104,7 +104,7 @@ def test_a_budget_over_the_locked_token_count_is_an_error(write_spec, tiny_locke
         plan(locked.spec_set, lock=locked.lock)
     (problem,) = err.value.problems
     assert problem.path == "runs[base].data.sources.code.max_repeats"
-    assert f"budget {steps * 1024} tokens of source code needs 2 passes over the {count} tokens" in problem.message
+    assert f"budget {steps * 1024:,} tokens ({steps * 8:,} sequences of 128) needs 2 repeats of the {count:,} tokens" in problem.message
     assert "max_repeats is 1" in problem.message and problem.location.line > 0
     plan(locked.spec_set)  # without the lock nothing is counted, so nothing is checked
     plan(locked.spec_set, {locked.spec_set.runs[0].hash}, lock=locked.lock)  # built: it already ran

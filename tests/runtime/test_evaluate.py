@@ -10,7 +10,7 @@ import tokenizers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.data.choice_task import next_line_items
+from dataprep.choice_task import next_line_items
 from runtime.errors import BadInput
 from runtime.evaluate import continuation_split, first_difference, parse_choice_item, select_bytes, windows
 from tests.conftest import REPO

@@ -8,7 +8,7 @@ import pytest
 
 from runtime import checkpoint as checkpoint_lib
 from runtime import digest as digest_lib
-from runtime.batches import SyntheticBatches
+from runtime.device_batches import SyntheticBatches
 from runtime.errors import BadInput
 from runtime.train import train_run
 from tests.runtime.runs import hash_of, tiny_spec, write_run_dir

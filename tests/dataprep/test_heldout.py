@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.data.builtin_corpora import Document, builtin_names
-from runtime.data.corpora import prepare_corpus, prepare_documents, read_documents
-from runtime.data.heldout import HELDOUT_SPLIT, TRAIN_SPLIT, split_heldout, text_digest
+from dataprep.builtin_corpora import Document, builtin_names
+from dataprep.corpora import prepare_corpus, prepare_documents, read_documents
+from dataprep.heldout import HELDOUT_SPLIT, TRAIN_SPLIT, split_heldout, text_digest
 from tests.conftest import REPO
 
 DATA_ROOT = REPO / ".runix" / "data"  # where `make setup` unpacked the Debian packages

@@ -1,6 +1,6 @@
 """Write one corpus as a TFDS dataset (array_record), byte for byte reproducibly.
 
-Run in a separate process (`runtime.data.corpora` starts one): the array_record bytes are identical from build
+Run in a separate process (`dataprep.corpora` starts one): the array_record bytes are identical from build
 to build only when protobuf uses its pure-Python implementation, and that is
 chosen once per process, before protobuf is first imported. Running the build
 in its own process sets that switch without touching the caller's interpreter,
@@ -9,7 +9,7 @@ and `main` refuses to build if it did not take effect.
 The documents arrive as a JSON-lines file of {"id", "text"} in their final
 order; the dataset keeps that order (shuffling disabled) and has the split
 "train" and, when any line says `"split": "heldout"`, the split "heldout"
-(runtime.data.heldout), with two text features: `id` (the document's stable
+(dataprep.heldout), with two text features: `id` (the document's stable
 path) and `text`.
 """
 

@@ -1,12 +1,12 @@
 """A tiny multiple-choice task from the built-in corpora: pick the true next line of a Python function.
 
-    python -m runtime.data.choice_task evals/python_next_line.jsonl [--data-root DIR] [--items 64]
+    python -m dataprep.choice_task evals/python_next_line.jsonl [--data-root DIR] [--items 64]
 
 Why this task: it makes the `choice` eval kind (lm-eval-harness style
 log-likelihood scoring) real on data runix has offline, and it tests what a
 code ablation should move: a model that learned Python ranks the true
 continuation of a function above lines from other functions. It is cut from
-the held-out split of `builtin://code` only (runtime.data.heldout), so no run
+the held-out split of `builtin://code` only (dataprep.heldout), so no run
 trains on a prompt or an answer.
 
 Each item: {"prompt": a function's `def` line and the lines after it (2 to 6
@@ -73,15 +73,15 @@ def next_line_items(documents: Sequence[tuple[str, str]], count: int = 64, seed:
 
 
 def heldout_code_documents(data_root: Path) -> list[tuple[str, str]]:
-    from runtime.data.corpora import prepare_corpus, read_documents  # noqa: PLC0415 (tfds)
-    from runtime.data.heldout import HELDOUT_SPLIT  # noqa: PLC0415
+    from dataprep.corpora import prepare_corpus, read_documents  # noqa: PLC0415 (tfds)
+    from dataprep.heldout import HELDOUT_SPLIT  # noqa: PLC0415
 
     source = read_documents(prepare_corpus("code", data_root), HELDOUT_SPLIT)
     return [(bytes(source[i]["id"]).decode(), bytes(source[i]["text"]).decode()) for i in range(len(source))]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.data.choice_task", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m dataprep.choice_task", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--data-root", type=Path, default=Path(".runix/data"))
     parser.add_argument("--items", type=int, default=64)

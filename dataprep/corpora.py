@@ -23,11 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runtime.data.atomic_dir import building
-from runtime.data.builtin_corpora import Document, builtin_names, get_builtin
-from runtime.data.digests import sha256_bytes, sha256_json
-from runtime.data.heldout import HELDOUT_FRACTION, HELDOUT_SPLIT, TRAIN_SPLIT, split_heldout
-from runtime.data.manifest import (
+from dataprep.atomic_dir import building
+from dataprep.builtin_corpora import Document, builtin_names, get_builtin
+from dataprep.digests import sha256_bytes, sha256_json
+from dataprep.heldout import HELDOUT_FRACTION, HELDOUT_SPLIT, TRAIN_SPLIT, split_heldout
+from dataprep.manifest import (
     CorpusIntegrityError,
     Manifest,
     load_manifest,
@@ -46,7 +46,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # dataset_info.json records the builder's module name, not "__main__".
 _BUILD_COMMAND = (
     "-c",
-    "import sys; from runtime.data.corpus_builder import main; sys.exit(main(sys.argv[1:]))",
+    "import sys; from dataprep.corpus_builder import main; sys.exit(main(sys.argv[1:]))",
 )
 _BUILD_ENV = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
 
@@ -154,7 +154,7 @@ def read_documents(manifest: Manifest, split: str = TRAIN_SPLIT) -> Sequence[dic
 
     Backed by TFDS's ArrayRecordDataSource, the same object
     `grain.MapDataset.source` accepts. Training reads `train`; evaluations
-    read `heldout` (runtime.data.heldout); a corpus without held-out
+    read `heldout` (dataprep.heldout); a corpus without held-out
     documents has no `heldout` split (a clear error says so).
     """
     import tensorflow_datasets as tfds  # heavy; only needed when reading
