@@ -62,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from compiler.canonical import canonical_json
 from compiler.environment import accelerator_name, numerics_bits
+from compiler.evals import eval_uris
 from compiler.problems import Location, Problem, SpecError
 from compiler.spec import HASH_PATTERN, RunSpec
 from compiler.specset import CompiledRun, SpecSet, compile_documents, read_documents, rehash
@@ -393,7 +394,8 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
       function of an accelerator kind (compiler.environment.numerics_facts)
       called once per kind the runs use, or one entry used for every kind.
     """
-    source_uris = sorted({src.uri for run in unlocked.runs for src in run.spec.data.sources.values()})
+    source_uris = sorted({src.uri for run in unlocked.runs for src in run.spec.data.sources.values()}
+                         | eval_uris(run.spec for run in unlocked.runs))  # eval sets are pinned like sources
     tokenizer_originals = {tokenizer_key(run.spec): tokenizer_original(run.spec) for run in unlocked.runs}
     sources: dict[str, dict[str, Any]] = {}
     for uri in source_uris:

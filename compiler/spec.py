@@ -19,6 +19,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from compiler.eval_spec import EvalsSpec
+
 SCHEMA_VERSION = 1
 """Bumped whenever the meaning of a spec field changes; it is part of every hash."""
 
@@ -352,6 +354,8 @@ class RunSpec(Frozen):
     dtypes: DTypes = Field(default_factory=DTypes, description="Parameter and compute dtypes.")
     kernels: KernelsSpec = Field(default_factory=KernelsSpec, description="Kernel implementations.")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint cadence; never hashed.", json_schema_extra=NOT_HASHED)
+    evals: EvalsSpec = Field(default_factory=EvalsSpec, description="Held-out evaluations of the run's checkpoints (compiler.eval_spec); never in the run's hash, each eval is a derivation of its own.",
+                             json_schema_extra=NOT_HASHED)
 
     @property
     def tokens_per_step(self) -> int:

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 import pydantic
 
+from compiler.evals import check_evals
 from compiler.expand import RawRun
 from compiler.presets import PRESETS
 from compiler.problems import Problem
@@ -56,6 +57,7 @@ def check_run(spec: RunSpec, raw: RawRun) -> list[Problem]:
         _check_schedule(spec, steps, add)
     if isinstance(spec.init, ParentInit) and (spec.init.run is None) == (spec.init.hash is None):
         add(("init",), "a parent init names exactly one of `run` (in this spec set) or `hash`")
+    check_evals(spec, add)
     return problems
 
 

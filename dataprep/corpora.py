@@ -26,6 +26,7 @@ from typing import Any
 from dataprep.atomic_dir import building
 from dataprep.builtin_corpora import Document, builtin_names, get_builtin
 from dataprep.digests import sha256_bytes, sha256_json
+from dataprep.heldout import HELDOUT_FRACTION, HELDOUT_SPLIT, TRAIN_SPLIT, split_heldout
 from dataprep.manifest import (
     CorpusIntegrityError,
     Manifest,
@@ -37,7 +38,7 @@ from dataprep.manifest import (
 
 CORPORA_DIR = "corpora"
 TFDS_SUBDIR = "tfds"
-BUILD_FORMAT = 1  # bump when the way documents become files changes
+BUILD_FORMAT = 2  # bump when the way documents become files changes (2: a held-out split)
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -68,11 +69,15 @@ def prepare_corpus(name: str, root_dir: str | os.PathLike[str]) -> Manifest:
     """
     corpus = get_builtin(name)
     collected = corpus.collect(Path(root_dir))
+    train, heldout = split_heldout(collected.documents)
     return prepare_documents(
         name=corpus.name,
         uri=corpus.uri,
-        documents=collected.documents,
-        provenance={"role": corpus.role, "license": corpus.license, **collected.provenance},
+        documents=train,
+        heldout=heldout,
+        provenance={"role": corpus.role, "license": corpus.license, **collected.provenance,
+                    "heldout": {"fraction": HELDOUT_FRACTION, "documents": len(heldout),
+                                "text_bytes": sum(len(d.text.encode("utf-8")) for d in heldout)}},
         root_dir=root_dir,
     )
 
@@ -93,25 +98,28 @@ def prepare_documents(
     documents: Sequence[Document],
     provenance: Mapping[str, Any],
     root_dir: str | os.PathLike[str],
+    heldout: Sequence[Document] = (),
 ) -> Manifest:
     """Prepare any list of documents as the corpus `name` (ids must be unique).
 
     This is what `prepare_corpus` does once it has collected a built-in
     corpus; tests and other sources can call it with their own documents.
+    `documents` become the split "train" (the manifest counts them),
+    `heldout` the split "heldout" that evaluations read and no run trains on.
     """
     if not _NAME.match(name):
         raise ValueError(f"corpus name {name!r} must match {_NAME.pattern}")
-    ids = [document.id for document in documents]
+    ids = [document.id for document in [*documents, *heldout]]
     if len(set(ids)) != len(ids):
         raise ValueError(f"corpus {uri}: document ids are not unique")
-    inputs_digest = documents_digest(documents)
+    inputs_digest = documents_digest(documents, heldout)
     destination = corpus_dir(root_dir, name)
     existing = _complete_build(destination, inputs_digest)
     if existing is not None:
         return existing
     with building(destination) as stage:
         documents_path = stage / ".documents.jsonl"
-        _write_documents(documents_path, documents)
+        _write_documents(documents_path, documents, heldout)
         tfds_rel = _run_builder(name, uri, documents_path, stage / TFDS_SUBDIR)
         documents_path.unlink()
         manifest = make_manifest(
@@ -130,26 +138,31 @@ def prepare_documents(
     return final
 
 
-def documents_digest(documents: Iterable[Document]) -> str:
-    """Digest of what a corpus is built from: build format, ids and text hashes."""
+def documents_digest(documents: Iterable[Document], heldout: Iterable[Document] = ()) -> str:
+    """Digest of what a corpus is built from: build format, ids and text hashes of both splits."""
     return sha256_json(
         {
             "build_format": BUILD_FORMAT,
             "documents": [[d.id, sha256_bytes(d.text.encode("utf-8"))] for d in documents],
+            "heldout": [[d.id, sha256_bytes(d.text.encode("utf-8"))] for d in heldout],
         }
     )
 
 
-def read_documents(manifest: Manifest) -> Sequence[dict[str, bytes]]:
+def read_documents(manifest: Manifest, split: str = TRAIN_SPLIT) -> Sequence[dict[str, bytes]]:
     """Random-access view of a prepared corpus: item i is {"id": bytes, "text": bytes}.
 
     Backed by TFDS's ArrayRecordDataSource, the same object
-    `grain.MapDataset.source` accepts.
+    `grain.MapDataset.source` accepts. Training reads `train`; evaluations
+    read `heldout` (dataprep.heldout); a corpus without held-out
+    documents has no `heldout` split (a clear error says so).
     """
     import tensorflow_datasets as tfds  # heavy; only needed when reading
 
     builder = tfds.builder_from_directory(str(manifest.dataset_dir))
-    return builder.as_data_source(split="train")
+    if split not in builder.info.splits:
+        raise ValueError(f"corpus {manifest.uri} has no {split!r} split (splits: {', '.join(sorted(builder.info.splits))})")
+    return builder.as_data_source(split=split)
 
 
 def _complete_build(destination: Path, inputs_digest: str) -> Manifest | None:
@@ -167,11 +180,12 @@ def _complete_build(destination: Path, inputs_digest: str) -> Manifest | None:
     return manifest
 
 
-def _write_documents(path: Path, documents: Iterable[Document]) -> None:
+def _write_documents(path: Path, documents: Iterable[Document], heldout: Iterable[Document]) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        for document in documents:
-            f.write(json.dumps({"id": document.id, "text": document.text}, ensure_ascii=False))
-            f.write("\n")
+        for split, part in ((TRAIN_SPLIT, documents), (HELDOUT_SPLIT, heldout)):
+            for document in part:
+                f.write(json.dumps({"id": document.id, "text": document.text, "split": split}, ensure_ascii=False))
+                f.write("\n")
 
 
 def _run_builder(name: str, uri: str, documents_path: Path, data_dir: Path) -> str:

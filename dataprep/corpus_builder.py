@@ -7,8 +7,10 @@ in its own process sets that switch without touching the caller's interpreter,
 and `main` refuses to build if it did not take effect.
 
 The documents arrive as a JSON-lines file of {"id", "text"} in their final
-order; the dataset keeps that order (shuffling disabled) and has one split,
-"train", with two text features: `id` (the document's stable path) and `text`.
+order; the dataset keeps that order (shuffling disabled) and has the split
+"train" and, when any line says `"split": "heldout"`, the split "heldout"
+(dataprep.heldout), with two text features: `id` (the document's stable
+path) and `text`.
 """
 
 from __future__ import annotations
@@ -59,13 +61,16 @@ class RunixCorpus(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _split_generators(self, dl_manager):
         del dl_manager  # everything is local: the documents file is the only input
-        return {"train": self._generate_examples()}
+        with open(self._documents_path, encoding="utf-8") as f:
+            splits = {json.loads(line).get("split", "train") for line in f}
+        return {split: self._generate_examples(split) for split in sorted(splits | {"train"})}
 
-    def _generate_examples(self):
+    def _generate_examples(self, split: str):
         with open(self._documents_path, encoding="utf-8") as f:
             for line in f:
                 document = json.loads(line)
-                yield document["id"], {"id": document["id"], "text": document["text"]}
+                if document.get("split", "train") == split:
+                    yield document["id"], {"id": document["id"], "text": document["text"]}
 
 
 def build(corpus_name: str, documents_path: Path, data_dir: Path) -> Path:

@@ -17,10 +17,12 @@ step "runix launch specs/tiny  (XManager, local executor; a 3-generation chain +
 $RUNIX launch specs/tiny --store "$STORE"
 step "runix launch specs/tiny  (again: every run is a cache hit)"
 $RUNIX launch specs/tiny --store "$STORE"
+step "runix eval specs/tiny  (every run judged on held-out bytes per domain, not on its training loss)"
+$RUNIX eval specs/tiny --store "$STORE"
 step "runix compile specs/to_code --dry-run  (the 64-model suite on TPU v5e)"
 $RUNIX compile specs/to_code --dry-run
 cooldown=$($RUNIX hash specs/tiny | awk '$2 == "tiny-cooldown" {print $1}')
-step "runix replay ${cooldown:0:12}  (tiny-cooldown, the third generation)"
+step "runix replay ${cooldown:0:12}  (tiny-cooldown, the third generation, and its evals)"
 $RUNIX replay "$cooldown" --store "$STORE"
 step "runix store verify --all";              $RUNIX store verify --all --store "$STORE"
 if $RUNIX report --help >/dev/null 2>&1; then

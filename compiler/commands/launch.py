@@ -75,16 +75,25 @@ def run(args, console) -> int:
     for compiled in runs:
         state = "[green]built (cache hit)[/]" if compiled.hash in built else "to build"
         console.print(f"  {compiled.short_hash}  {compiled.name:<32} {state}")
+    data_root = args.data_root or str(default_data_root(project_root(pathlib.Path.cwd())))
     if not todo:
         console.print(f"[green]all {len(runs)} runs are built[/]; nothing to do")
-        return 0
+        return _then_evals(args, locked, store, data_root, console, 0)
     for compiled in todo:
         store.register(compiled, locked.lock.entries_for(compiled), priced[compiled.hash])
 
-    data_root = args.data_root or str(default_data_root(project_root(pathlib.Path.cwd())))
     if args.target == "gke":
         return _launch_gke(args, jobs, context, store, console)
-    return _launch_local(args, todo, store, data_root, console)
+    return _then_evals(args, locked, store, data_root, console, _launch_local(args, todo, store, data_root, console))
+
+
+def _then_evals(args, locked, store, data_root: str, console, code: int) -> int:
+    """After the runs, each built run's missing evals, as work units of their own (compiler.eval_launch)."""
+    if args.target != "local":
+        return code
+    from compiler.commands.eval import build_and_show
+
+    return max(code, build_and_show(locked, store, data_root, console, "runix " + " ".join(args.paths)))
 
 
 def _launch_local(args, todo, store, data_root: str, console) -> int:
@@ -164,11 +173,16 @@ def _launch_gke(args, jobs, context, store, console) -> int:
     with xm_local.create_experiment(experiment_title="runix " + " ".join(args.paths)) as experiment:
         for run_hash, job in jobs.items():
             experiment.add(job, identity=run_hash)
-    manifests = _manifest_dir(args, store)
-    written = [(gke.manifest_url(manifests, run_hash), gke.render_job(job)) for run_hash, job in jobs.items()]
+        manifests = _manifest_dir(args, store)
+        eval_jobs = _gke_eval_jobs(args, store, manifests)  # after the runs: each waits for its run's entry
+        for job_hash, job in eval_jobs.items():
+            experiment.add(job, identity=job_hash)
+    every = {**jobs, **eval_jobs}
+    written = [(gke.manifest_url(manifests, job_hash), gke.render_job(job)) for job_hash, job in every.items()]
     for url, _ in written:
         console.print(f"  wrote {url}")
-    console.print(f"wrote {len(written)} JobSet manifests to {manifests}, parents first")
+    console.print(f"wrote {len(jobs)} JobSet manifests to {manifests}, parents first"
+                  + (f", and {len(eval_jobs)} eval jobs (one per run with evals, each waits for its run)" if eval_jobs else ""))
     if not args.apply:
         console.print("submit them with kubectl apply -f, in this order (or launch again with --apply)")
         return 0
@@ -178,6 +192,28 @@ def _launch_gke(args, jobs, context, store, console) -> int:
     console.print(f"[green]applied {len(applied)} JobSets[/] with kubectl (context {context}); children "
                   f"wait for their parents' entries in the store")
     return 0
+
+
+def _gke_eval_jobs(args, store, manifests: str):
+    """The eval jobs of every run (compiler.lower.eval_jobs), their derivations registered in the store."""
+    from compiler.eval_launch import plan_evals
+    from compiler.eval_store import EvalStore
+    from compiler.evals import lock_entries_for
+    from compiler.lock import load_locked_spec_set
+    from compiler.lower.eval_jobs import cluster_eval_jobs
+
+    locked = load_locked_spec_set(args.paths, args.lockfile)
+    eval_plan = plan_evals(locked, store)
+    by_run: dict[str, list] = {}
+    for derivation in eval_plan.derivations:
+        if derivation.hash not in eval_plan.built:
+            by_run.setdefault(derivation.run_hash, []).append(derivation)
+    jobs = cluster_eval_jobs(locked.spec_set.runs, by_run, store.url, args.image, manifest_dir=manifests)
+    evals = EvalStore(store)
+    for derivations in by_run.values():
+        for derivation in derivations:
+            evals.register(derivation, lock_entries_for(derivation, locked.lock))
+    return jobs
 
 
 def _require_external_parents(runs, built: set[str], where: str) -> None:

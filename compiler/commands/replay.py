@@ -120,9 +120,24 @@ def run(args, console) -> int:
         console.print(f"[green]bit-exact[/]: {name} ({run_hash[:12]}) steps {steps.start}..{steps.stop - 1}, "
                       f"{steps.stop - steps.start} losses"
                       + (f" and final parameters {stored.final_params_sha256[:16]}…" if steps.stop == stored.total_steps else ""))
-        return 0
+        return replay_evals(store, run_hash, data_root, console)
     console.print(f"[red]diverged[/]: {name} ({run_hash[:12]}) — first difference (stored vs replayed) at {difference}")
     return 1
+
+
+def replay_evals(store, run_hash: str, data_root: str, console) -> int:
+    """Recompute the run's built evals (runtime.evaluate --replay) and compare every recorded bit; 0 when all match."""
+    from compiler.eval_store import EvalStore
+
+    evals = EvalStore(store)
+    hashes = sorted(record["hash"] for record, _ in evals.records() if record["document"]["run"] == run_hash)
+    if not hashes:
+        return 0
+    console.print(f"replaying the {len(hashes)} built evals of {run_hash[:12]}")
+    command = [sys.executable, "-m", "runtime.evaluate", "--store", store.url, "--replay", "--data-root", data_root]
+    for hash_ in hashes:
+        command += ["--hash", hash_]
+    return 0 if subprocess.call(command) == 0 else 1
 
 
 def _window(record, steps: StepRange):

@@ -65,7 +65,7 @@ def run(args, console) -> int:
     check_output_folder(pathlib.Path(os.path.abspath(out)))  # before any work: bad --out is exit 2
     store = open_store(args.store, pathlib.Path(args.paths[0]))
     data = collect(locked.spec_set, store, spec_set_name=name, paths=[str(p) for p in args.paths],
-                   lockfile=shown_path(locked.lockfile), mfu=args.mfu)
+                   lockfile=shown_path(locked.lockfile), mfu=args.mfu, lock=locked.lock)
     index = write_report(data, out)
     built = sum(r.built for r in data.rows)
     figures = sorted(p.name for p in index.parent.glob("*.png"))

@@ -87,10 +87,26 @@ def run_verify(args, console) -> int:
                 console.print(Text(f"TAMPERED {run_hash[:16]}: {problem}", style="red"))
         else:
             console.print(Text(f"ok {run_hash[:16]}: every file matches its manifest", style="green"))
+    failed_evals = _verify_evals(store, console) if args.all else 0
     if failed:
         console.print(Text(f"{failed} of {len(hashes)} entries fail verification", style="red"))
-        return EXIT_TAMPERED
-    return 0
+    return EXIT_TAMPERED if failed or failed_evals else 0
+
+
+def _verify_evals(store, console) -> int:
+    """Verify every built eval (compiler.eval_store); returns how many fail."""
+    from compiler.eval_store import EvalStore
+
+    evals = EvalStore(store)
+    failed = 0
+    for eval_hash, name in evals.entries():
+        problems = evals.verify(eval_hash)
+        for problem in problems:
+            console.print(Text(f"TAMPERED eval {eval_hash[:16]} ({name}): {problem}", style="red"))
+        failed += bool(problems)
+    if evals.entries():
+        console.print(Text(f"{len(evals.entries()) - failed} of {len(evals.entries())} evals verify", style="green" if not failed else "red"))
+    return failed
 
 
 def run_gc(args, console) -> int:

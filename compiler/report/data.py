@@ -182,6 +182,7 @@ class ReportData:
     mfu_override: float | None
     rows: tuple[RunRow, ...]  # the spec set's order: parents before children
     families: tuple[Family, ...]
+    evals: Any = None  # compiler.eval_results.EvalResults of the spec set, or None when no run has evals
 
     def row(self, name: str) -> RunRow:
         return next(r for r in self.rows if r.name == name)
@@ -196,6 +197,7 @@ class ReportData:
             "mfu_override": self.mfu_override,
             "runs": [r.to_json() for r in self.rows],
             "families": [dataclasses.asdict(f) | {"members": list(f.members)} for f in self.families],
+            "evals": self.evals.to_json() if self.evals is not None else None,
         }
 
 
@@ -203,8 +205,8 @@ class ReportData:
 
 
 def collect(spec_set: SpecSet, store, *, spec_set_name: str, paths: Sequence[str] = (),
-            lockfile: str | None = None, mfu: float | None = None) -> ReportData:
-    """Rows and families of `spec_set` against `store` (a compiler.store.Store)."""
+            lockfile: str | None = None, mfu: float | None = None, lock=None) -> ReportData:
+    """Rows and families of `spec_set` against `store` (a compiler.store.Store); evals too, given the `lock`."""
     from compiler.memory import value
     from compiler.plan import plan
 
@@ -228,7 +230,23 @@ def collect(spec_set: SpecSet, store, *, spec_set_name: str, paths: Sequence[str
             status = NOT_BUILT if entry is None else f"{NOT_BUILT} ({entry.status})"
         rows.append(RunRow(run, status, path, depth[run.name], offset[run.name], priced_run.total_chip_hours,
                            priced_run.mfu, value(run.spec.mesh.accelerator), metrics, replay))
-    return ReportData(spec_set_name, tuple(paths), store.url, lockfile, mfu, tuple(rows), families(spec_set.runs))
+    return ReportData(spec_set_name, tuple(paths), store.url, lockfile, mfu, tuple(rows), families(spec_set.runs),
+                      _evals(spec_set, store, lock))
+
+
+def _evals(spec_set: SpecSet, store, lock):
+    """The spec set's eval results (compiler.eval_results), None without a lock or without evals."""
+    if lock is None or not any(run.spec.evals.sets for run in spec_set.runs):
+        return None
+    from compiler.eval_results import collect as collect_evals
+    from compiler.eval_store import EvalStore
+    from compiler.evals import EvalInputError, spec_set_derivations
+
+    try:
+        derivations = spec_set_derivations(spec_set.runs, lock)
+    except EvalInputError:
+        return None
+    return collect_evals(derivations, EvalStore(store).records(), [run.name for run in spec_set.runs])
 
 
 def chain_positions(runs: Sequence[CompiledRun]) -> tuple[dict[str, int], dict[str, int]]:

@@ -49,6 +49,7 @@ class FigureFile:
 class Figures:
     loss: Mapping[str, FigureFile | None]  # by family slug; None when no run of the family has a curve
     graph: FigureFile | None  # None when the spec set has no initialization chain
+    evals: Mapping[str, FigureFile | None] = dataclasses.field(default_factory=dict)  # by family slug (eval_figures)
 
 
 def render_figures(data: ReportData, folder: pathlib.Path) -> Figures:
@@ -58,7 +59,9 @@ def render_figures(data: ReportData, folder: pathlib.Path) -> Figures:
     with matplotlib.style.context("default"), matplotlib.rc_context(RC):
         loss = {family.slug: _loss_figure(data, family, folder) for family in data.families}
         graph = _graph_figure(data, folder)
-    return Figures(loss, graph)
+    from compiler.report.eval_figures import render_eval_figures
+
+    return Figures(loss, graph, render_eval_figures(data, folder))
 
 
 def _new_figure(width: float, height: float):

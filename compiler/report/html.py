@@ -11,6 +11,7 @@ from html import escape
 
 from compiler.plan import format_count, format_hours
 from compiler.report.data import Family, ReportData, RunRow
+from compiler.report.eval_html import EVAL_CSS, eval_section
 from compiler.report.figures import FigureFile, Figures
 
 CSS = """
@@ -59,21 +60,24 @@ def render_page(data: ReportData, figures: Figures) -> str:
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>runix report: {escape(data.spec_set_name)}</title>",
-        f"<style>{CSS}</style>",
+        f"<style>{CSS}{EVAL_CSS}</style>",
         "</head>",
         "<body>",
         "<main>",
         *_header(data, figures),
+        *eval_section(data, figures.evals),
         '<section id="families">',
-        "<h2>1. Loss against tokens, by family</h2>",
-        '<p class="note">A family is a set of runs whose tags are equal but for one tag (at least three runs: a '
+        "<h2>2. Training loss against tokens, by family</h2>",
+        '<p class="note">Training loss is measured on each run\'s own mixture, so it compares the data as much as '
+        "the model; judge runs by the held-out evaluations above. A family is a set of runs whose tags are equal "
+        "but for one tag (at least three runs: a "
         "sweep, a recipe comparison), or an initialization chain: a root run and every run started from it, each "
         "plotted after its parent's last token so the chain reads as one curve. Runs in neither appear under "
         "“Other runs”.</p>",
     ]
     for family in data.families:
         parts += _family_section(family, figures.loss.get(family.slug), rows)
-    parts += ["</section>", '<section id="chains">', "<h2>2. Initialization chains</h2>"]
+    parts += ["</section>", '<section id="chains">', "<h2>3. Initialization chains</h2>"]
     if figures.graph is None:
         parts.append('<p class="note">No run of this spec set starts from a parent: there is no chain to draw.</p>')
     else:
@@ -111,7 +115,8 @@ def _header(data: ReportData, figures: Figures) -> list[str]:
         f"{escape(', '.join(accelerators))}"
         f"{' (MFU set with --mfu)' if data.mfu_override is not None else ''}.</p>",
         "<nav><b>Contents</b><ol>",
-        '<li><a href="#families">Loss against tokens, by family</a><ol>',
+        *(['<li><a href="#evals">Held-out evaluations</a></li>'] if data.evals is not None else []),
+        '<li><a href="#families">Training loss against tokens, by family</a><ol>',
         *toc,
         "</ol></li>",
         '<li><a href="#chains">Initialization chains</a></li>',
@@ -136,7 +141,7 @@ def _family_section(family: Family, figure: FigureFile | None, rows: dict[str, R
     if figure is None:
         out.append('<p class="note">No run of this family is built yet: nothing to plot.</p>')
     else:
-        out.append(_figure(figure, f"Training loss against tokens: {family.title}"))
+        out.append(_figure(figure, f"Training loss (on each run's own mixture) against tokens: {family.title}"))
     out.append("</section>")
     return out
 
@@ -148,7 +153,7 @@ def _figure(figure: FigureFile, alt: str) -> str:
 
 COLUMNS = (
     ("hash", "hash", ""), ("run", "run", ""), ("parent", "parent", ""), ("status", "status", ""),
-    ("tokens", "tokens", "num"), ("final loss", "final-loss", "num"), ("chip-h estimated", "chip-hours-estimated", "num"),
+    ("tokens", "tokens", "num"), ("final training loss", "final-loss", "num"), ("chip-h estimated", "chip-hours-estimated", "num"),
     ("chip-h measured", "chip-hours-measured", "num"), ("replay", "replay", ""),
 )
 
@@ -156,8 +161,8 @@ COLUMNS = (
 def _table(data: ReportData) -> list[str]:
     names = {r.name for r in data.rows}
     head = "".join(f'<th class="{cls}">{escape(label)}</th>' for label, _, cls in COLUMNS)
-    out = ['<section id="runs">', "<h2>3. Runs</h2>",
-           '<p class="note">Parents before children. Tokens: trained (built runs) or planned (the rest). Final loss: '
+    out = ['<section id="runs">', "<h2>4. Runs</h2>",
+           '<p class="note">Parents before children. Tokens: trained (built runs) or planned (the rest). Final training loss (on the run\'s own mixture): '
            "the last step's loss from the run's digest record. Chip-hours estimated: FLOPs ÷ (peak × MFU) on the "
            "run's mesh, MFU from the step-time model, plus compile and checkpoint saves; measured: the build's wall time (sum of its step times in metrics.jsonl) × its chips.</p>",
            '<div class="table-wrap"><table>', f"<thead><tr>{head}</tr></thead>", "<tbody>"]

@@ -74,7 +74,10 @@ def test_chromium_shows_every_image_of_the_page(tiny_report, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     dom = Images(result.stdout)
     expected = sorted(p.name for p in tiny_report.glob("*.png"))
-    assert sorted(dom.sources) == expected and len(expected) == 4
+    assert sorted(dom.sources) == expected and len(expected) == 7
+    assert [name for name in expected if name.startswith("evals-")] == [
+        "evals-chain-tiny-code.png", "evals-tags-sweep-tiny.png", "evals-tags-tiny.png"]
+    assert 'id="eval-table"' in result.stdout and "★" in result.stdout  # the final eval table, best marked
     loaded = {}
     for line in dom.probe.strip().splitlines():
         src, complete, width, height = line.split()

@@ -62,13 +62,34 @@ def png_size(data: bytes) -> tuple[int, int]:
 def test_every_figure_exists_is_a_png_of_its_stated_size(tiny_report):
     page = Page((tiny_report / "index.html").read_text(encoding="utf-8"))
     names = [img["src"] for img in page.images]
-    assert names == ["loss-tags-sweep-tiny.png", "loss-tags-tiny.png", "loss-chain-tiny-code.png", "chains.png"]
+    assert names == ["evals-tags-sweep-tiny.png", "evals-tags-tiny.png", "evals-chain-tiny-code.png",
+                     "loss-tags-sweep-tiny.png", "loss-tags-tiny.png", "loss-chain-tiny-code.png", "chains.png"]
     for img in page.images:
         width, height = png_size((tiny_report / img["src"]).read_bytes())
         assert (width, height) == (int(img["width"]), int(img["height"]))
         assert img["alt"]
     assert sorted(p.name for p in tiny_report.glob("*.png")) == sorted(names)
     assert page.links == []  # no stylesheet, no script: nothing to fetch
+
+
+def test_the_eval_table_marks_the_best_and_the_change_against_the_family_baseline(tiny_report):
+    import re
+
+    text = (tiny_report / "index.html").read_text(encoding="utf-8")
+    assert text.index('id="evals"') < text.index('id="families"')  # runs are judged by evals first
+    assert "Training loss is measured on each run's own mixture" in text
+
+    def cell(run: str, set_name: str) -> str:
+        row = re.search(rf'<tr data-run="{run}">(.*?)</tr>', text).group(1)
+        return re.sub(r"<[^>]+>", "", re.search(rf'data-set="{set_name}">(.*?)</td>', row).group(1)).strip()
+
+    # code bits/byte at the final step: tiny-code 2.0+1/60, tiny-cooldown 1.7+1/20 (the best, lowest).
+    assert cell("tiny-cooldown", "code") == "★ 1.7500 +13.2%"  # vs its family baseline tiny-code, + is better
+    assert cell("tiny-code", "code") == "2.0167"  # the baseline itself: no change
+    assert cell("tiny-sweep-code50", "code") == f"2.2333 {100 * (2.4 - 2.2) / (2.4 + 1 / 30):+.1f}%"
+    assert cell("tiny-cooldown", "next-line") == "0.450 -47.1%"  # accuracy, higher is better: 0.45 against 0.85
+    assert cell("tiny-code", "next-line") == "★ 0.850"
+    assert 'data-run="tiny-sweep-code100"' not in text  # not built: no eval row
 
 
 def test_the_table_holds_the_runs_real_values(tiny_report, tiny_report_data, tiny_project):
@@ -124,7 +145,7 @@ def test_cli_writes_to_runix_report_by_default_and_replaces_its_own_report(tiny_
     result = cli("report", "specs/tiny", cwd=root)
     assert result.returncode == 0, result.stderr
     index = root / "runix-report" / "tiny" / "index.html"
-    assert f"wrote {index}" in result.stdout and "6 runs, 5 built, 4 figures" in result.stdout
+    assert f"wrote {index}" in result.stdout and "6 runs, 5 built, 7 figures" in result.stdout
     text = index.read_text()
     assert str(root / ".runix" / "store") in text and "lockfiles/tiny.lock.json" in text
     assert cli("report", "specs/tiny", "--mfu", "0.5", cwd=root).returncode == 0  # a report replaces a report
