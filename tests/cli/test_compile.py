@@ -92,7 +92,7 @@ def test_a_missing_lock_or_input_exits_2_and_says_how_to_lock(tmp_path):
     chain = specs / "chain.yaml"
     chain.write_text(chain.read_text().replace("peak: 3e-3}", "peak: 4e-3}", 1))
     assert run_cli("compile", "specs", "--dry-run", cwd=tmp_path).returncode == 0  # not an input: no relock
-    chain.write_text(chain.read_text().replace('"builtin://markup"', '"builtin://elsewhere"', 1))
+    chain.write_text(chain.read_text().replace('{uri: "builtin://markup", role: markup, share', '{uri: "builtin://elsewhere", role: markup, share', 1))
     result = run_cli("compile", "specs", "--dry-run", cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert "source markup builtin://elsewhere is not in" in result.stderr

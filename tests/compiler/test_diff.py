@@ -170,7 +170,7 @@ def test_cli_compares_without_locked_inputs_when_a_side_has_no_lock_and_says_so(
     if unlock == "no lockfile":
         edit("{kind: warmup, length: 10, peak: 3e-3}", "{kind: warmup, length: 10, peak: 4e-3}")
     else:  # a new source URI: the lock has no entry for it until `runix lock`
-        edit('"builtin://markup"', '"builtin://elsewhere"', relock=False)
+        edit('{uri: "builtin://markup", role: markup, share', '{uri: "builtin://elsewhere", role: markup, share', relock=False)
     if unlock == "no lockfile":
         # Both lockfiles go: with new.lock.json still there, old (same run names, same inputs) would hash with it.
         (old.parent / "lockfiles" / "old.lock.json").unlink()
