@@ -88,7 +88,7 @@ def matmul_flops(reps: int, n: int = 2048) -> float:
 
 def runtime_windows(spec, warmup: int, windows: int, steps: int) -> list[float]:
     """tokens/s of each window of the runtime's steps, from its metrics.jsonl."""
-    from runtime.batches import SyntheticBatches
+    from runtime.device_batches import SyntheticBatches
     from runtime.train import train_run
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +106,7 @@ def hand_windows(spec, warmup: int, windows: int, steps: int) -> list[float]:
     import optax
     from flax import nnx
 
-    from runtime.batches import SyntheticBatches
+    from runtime.device_batches import SyntheticBatches
     from runtime.model import Transformer, model_config
     from runtime.schedule import learning_rate_schedule
 

@@ -31,7 +31,10 @@ def hashed_view(value: Any) -> Any:
         out = {}
         for name, field in type(value).model_fields.items():
             extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-            if extra.get("x-runix-hashed", True):
+            hashed = extra.get("x-runix-hashed", True)
+            if hashed == "when-set" and getattr(value, name) is None:
+                continue  # an option at its default: absent, so hashes from before the option existed stand
+            if hashed:
                 out[name] = hashed_view(getattr(value, name))
         return out
     if isinstance(value, Mapping):

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from compiler.problems import SpecError
 
-COMMANDS = ("validate", "hash", "schema", "lock", "compile", "diff", "launch", "replay", "store", "report")
+COMMANDS = ("validate", "hash", "schema", "lock", "compile", "diff", "launch", "replay", "store", "report", "prepare")
 """Subcommand modules under compiler.commands, imported only when they exist.
 
 Each module defines `register(subparsers)` which adds its parser and sets

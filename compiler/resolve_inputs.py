@@ -10,13 +10,15 @@ refuses it (compiler.lock.require_fully_resolved).
 Every `locked` record has a `digest` (hex sha256): the one value of the input
 that enters the run hash. For file trees it is sha256 over the canonical JSON
 of {"files": {relative path: sha256}}, the same rule as
-runtime.data.digests.digest_of_files, so runtime and compiler agree on it.
+dataprep.digests.digest_of_files, so runtime and compiler agree on it.
 
 Schemes:
-  builtin://<corpus>          runtime.data prepares the corpus (TFDS array_record)
+  builtin://<corpus>          dataprep prepares the corpus (TFDS array_record)
                               and its manifest; imported lazily, heavy.
-  builtin://bpe (tokenizer)   runtime.data trains/finds the BPE artifact for the
+  builtin://bpe (tokenizer)   dataprep trains/finds the BPE artifact for the
                               run's vocab_size.
+  any other tokenizer URI     a Hugging Face tokenizer.json through fsspec
+                              (dataprep.user_tokenizer): sha256, vocabulary, end token.
   tfds://name[/config][:version]/split
                               a TFDS dataset prepared in the local data dir
                               (no tfds import: its folder layout is enough).
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from compiler.canonical import canonical_json
+from dataprep.files import expand_braces, list_files, relative_name  # noqa: F401 (expand_braces: re-exported)
 
 BUILTIN = "builtin://"
 TFDS = "tfds://"
@@ -73,7 +76,7 @@ class Resolver(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class ResolveOptions:
-    data_root: Path  # where runtime.data prepares built-in corpora, tokenizers, shards
+    data_root: Path  # where dataprep prepares built-in corpora, tokenizers, shards
     tfds_data_dir: Path | None = None  # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
     offline: bool = False  # do not contact remote filesystems (gs://, s3://, http://, ...)
     remote_timeout: float = 60.0  # seconds per remote input before it is reported unresolved
@@ -84,7 +87,7 @@ class ResolveOptions:
 
 
 def files_digest(files: Mapping[str, Mapping[str, Any]]) -> str:
-    """sha256 over {"files": {relative path: sha256}} (runtime.data.digests.digest_of_files)."""
+    """sha256 over {"files": {relative path: sha256}} (dataprep.digests.digest_of_files)."""
     plain = {rel: entry["sha256"] for rel, entry in files.items()}
     return hashlib.sha256(canonical_json({"files": plain}).encode("utf-8")).hexdigest()
 
@@ -130,7 +133,14 @@ class DefaultResolver:
     def tokenizer(self, uri: str, vocab_size: int) -> Resolution:
         if uri.startswith(BUILTIN):
             return self._builtin.tokenizer(uri.removeprefix(BUILTIN), vocab_size)
-        return self._path(uri)
+        from fsspec.utils import get_protocol
+
+        if get_protocol(uri) not in LOCAL_PROTOCOLS:
+            if self.options.offline:
+                return unresolved(f"{get_protocol(uri)}:// not contacted (--offline)")
+            self.log(f"reading {uri} (up to {self.options.remote_timeout:g} s)")
+            return with_timeout(lambda: resolve_tokenizer_file(uri), self.options.remote_timeout)
+        return resolve_tokenizer_file(uri)
 
     def _path(self, uri: str) -> Resolution:
         from fsspec.utils import get_protocol
@@ -150,13 +160,13 @@ class DefaultResolver:
         return None  # counting arbitrary files needs the data pipeline; dry runs use declared_tokens
 
 
-# --------------------------------------------------------------------------- builtin:// (runtime.data)
+# --------------------------------------------------------------------------- builtin:// (dataprep)
 
 
 class BuiltinData:
-    """Adapter over runtime.data: the only place the compiler calls the data preparation.
+    """Adapter over dataprep: the only place the compiler calls the data preparation.
 
-    Imports are lazy (runtime.data imports tfds, tokenizers, numpy), so only
+    Imports are lazy (dataprep imports tfds, tokenizers, numpy), so only
     `runix lock` pays for them. Every failure (a Debian package not unpacked,
     a TFDS build error) becomes an unresolved input with its message.
     """
@@ -206,7 +216,7 @@ class BuiltinData:
 
     def token_count(self, corpus: str, tokenizer: str, vocab_size: int) -> int | None:
         try:
-            from runtime.data.shards import build_shard
+            from dataprep.shards import build_shard
 
             artifact, _ = self._tokenizer(vocab_size)
             self.log(f"tokenizing {BUILTIN}{corpus} with {BUILTIN}{tokenizer} (vocab {vocab_size})")
@@ -217,7 +227,7 @@ class BuiltinData:
 
     def _manifest(self, name: str):
         if name not in self._manifests:
-            from runtime.data.corpora import prepare_corpus
+            from dataprep.corpora import prepare_corpus
 
             self.log(f"preparing {BUILTIN}{name} under {self.data_root}")
             self._manifests[name] = prepare_corpus(name, self.data_root)
@@ -226,13 +236,33 @@ class BuiltinData:
     def _tokenizer(self, vocab_size: int):
         key = ("bpe", vocab_size)
         if key not in self._artifacts:
-            from runtime.data.builtin_corpora import builtin_names
-            from runtime.data.tokenizer import train_tokenizer
+            from dataprep.builtin_corpora import builtin_names
+            from dataprep.tokenizer import train_tokenizer
 
             manifests = [self._manifest(name) for name in builtin_names()]
             self.log(f"training or finding {BUILTIN}bpe with vocab {vocab_size}")
             self._artifacts[key] = (train_tokenizer(manifests, vocab_size, self.data_root), manifests)
         return self._artifacts[key]
+
+
+# --------------------------------------------------------------------------- tokenizer.json (dataprep)
+
+
+def resolve_tokenizer_file(uri: str) -> Resolution:
+    """sha256, vocabulary size and end-of-document id of a Hugging Face tokenizer.json at an fsspec URI.
+
+    A file that is there but is not a tokenizer (unparsable, no end token)
+    is unresolved with the reason; dataprep.user_tokenizer reads it exactly as
+    the runtime will.
+    """
+    from dataprep.tokenizer import TokenizerError
+    from dataprep.user_tokenizer import read_tokenizer_bytes, tokenizer_facts
+
+    try:
+        facts, _ = tokenizer_facts(uri, read_tokenizer_bytes(uri))
+    except TokenizerError as err:
+        return unresolved(str(err))
+    return Resolution(locked=facts.locked())
 
 
 # --------------------------------------------------------------------------- tfds://
@@ -322,25 +352,13 @@ def resolve_path(uri: str, *, offline: bool = False) -> Resolution:
     except Exception as err:  # noqa: BLE001 - a malformed URL or a driver that cannot start
         return unresolved(_reason(err))
     try:
-        patterns = expand_braces(path)
-        base = _fixed_base(path)
-        found: set[str] = set()
-        for pattern in patterns:
-            if _has_magic(pattern):
-                found.update(p for p in fs.glob(pattern) if fs.isfile(p))
-            elif fs.isdir(pattern):
-                found.update(fs.find(pattern))
-            elif fs.isfile(pattern):
-                found.add(pattern)
-                if len(patterns) == 1:
-                    base = pattern.rsplit("/", 1)[0] if "/" in pattern else ""
-            elif len(patterns) == 1:
-                return unresolved("not found")
-        if not found:
-            return unresolved("matches no files")
+        try:
+            base, found = list_files(fs, path)
+        except FileNotFoundError as err:
+            return unresolved(str(err))
         files = {}
-        for file in sorted(found):
-            rel = file[len(base):].lstrip("/") if base and file.startswith(base) else file
+        for file in found:
+            rel = relative_name(base, file)
             sha, size = sha256_stream(lambda: fs.open(file, "rb"))
             files[rel] = {"sha256": sha, "size": size}
     except Exception as err:  # noqa: BLE001 - network, permissions, credentials: all "cannot reach"
@@ -351,29 +369,6 @@ def resolve_path(uri: str, *, offline: bool = False) -> Resolution:
         "size": sum(entry["size"] for entry in files.values()),
         "digest": files_digest(files),
     })
-
-
-def expand_braces(pattern: str) -> list[str]:
-    """`data/{html,css}/x` → [`data/html/x`, `data/css/x`] (nested and repeated braces too)."""
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if match is None:
-        return [pattern]
-    out = []
-    for choice in match.group(1).split(","):
-        out.extend(expand_braces(pattern[:match.start()] + choice + pattern[match.end():]))
-    return list(dict.fromkeys(out))
-
-
-def _fixed_base(path: str) -> str:
-    """The folder above the first wildcard or brace ('' for none), or the path itself without any."""
-    head = re.split(r"[*?\[{]", path, maxsplit=1)[0]
-    if head == path:
-        return path.rstrip("/")
-    return head.rsplit("/", 1)[0] if "/" in head else ""
-
-
-def _has_magic(path: str) -> bool:
-    return any(char in path for char in "*?[")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -25,6 +25,12 @@ SCHEMA_VERSION = 1
 NOT_HASHED = {"x-runix-hashed": False}
 """json_schema_extra marker: the field is metadata and never enters the hash."""
 
+HASHED_WHEN_SET = {"x-runix-hashed": "when-set"}
+"""json_schema_extra marker: the field enters the hash only when it is not None (its default).
+
+For options added after specs were hashed: leaving one at its default keeps
+every existing hash, setting it changes the hash as any field does."""
+
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 HASH_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -137,6 +143,18 @@ class Role(str, enum.Enum):
     instruction = "instruction"
 
 
+class SourceFormat(str, enum.Enum):
+    parquet = "parquet"
+    arrow = "arrow"
+    jsonl = "jsonl"
+    text = "text"
+    array_record = "array_record"
+
+
+def _default_text_field(value: object) -> object:
+    return None if value == "text" else value  # the default, spelt out, hashes as the default
+
+
 class DataSource(Frozen):
     """One source of a run's mixture and the tokens it contributes.
 
@@ -158,6 +176,14 @@ class DataSource(Frozen):
     declared_tokens: TokenCount | None = Field(
         None, description="Size of the source in tokens as declared by its authors; used to price and check sources that cannot be resolved here (the lock pins the real data).",
         json_schema_extra=NOT_HASHED,
+    )
+    format: SourceFormat | None = Field(
+        None, description="How the files are read: parquet, arrow, jsonl (also .gz/.zst), text (one document per file) or array_record (tf.train.Example records); unset: from each file's extension (dataprep.readers).",
+        json_schema_extra=HASHED_WHEN_SET,
+    )
+    text_field: Annotated[str | None, BeforeValidator(_default_text_field)] = Field(
+        None, min_length=1, max_length=256, description="The column, JSON key or feature holding each document's text; unset: text.",
+        json_schema_extra=HASHED_WHEN_SET,
     )
 
 

@@ -19,6 +19,7 @@ from compiler.presets import PRESETS
 from compiler.problems import Problem
 from compiler.resolve import MODEL_DIMS, resolve_model, schedule_steps, source_budgets, step_count
 from compiler.spec import ConstantPhase, CosinePhase, LinearPhase, ParentInit, RunSpec, Unit, WarmupPhase
+from dataprep.repeats import repeats_problem
 
 PHASE_KINDS = ("warmup", "cosine", "linear", "constant")
 SHAPE_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff", "block", "tied_embeddings")
@@ -174,11 +175,11 @@ def _check_sources(spec: RunSpec, steps: int, add) -> None:
     if budget_sum == 0:
         add(("data", "sources"), "every source has a zero budget")
     for name, src in sources.items():
-        if src.declared_tokens is not None and budgets[name] > src.declared_tokens * src.max_repeats:
-            needed = math.ceil(budgets[name] / src.declared_tokens)
-            add(("data", "sources", name, "max_repeats"),
-                f"budget {budgets[name]} tokens needs {needed} passes over {src.declared_tokens} declared tokens, "
-                f"but max_repeats is {src.max_repeats}")
+        if src.declared_tokens is None or not budgets[name]:
+            continue
+        problem = repeats_problem(budgets[name], src.declared_tokens, length, src.max_repeats, "declared tokens")
+        if problem:
+            add(("data", "sources", name, "max_repeats"), problem)
 
 
 def _check_schedule(spec: RunSpec, steps: int, add) -> None:

@@ -14,8 +14,8 @@ One job per module, imported by name (this file imports nothing, so that
   sharding     logical axes → mesh axes; batch sharding
   train_state  what a step reads and writes; fresh params and optimizer state
   train_step   the pure, compiled step (XLA or fixed-order gradient reduction)
-  batches      batch = f(step): the protocol, placement, a synthetic source
-  data_source  the real batches over runtime.data, checked against the lock
+  device_batches  batch = f(step) on the devices: the protocol, checks, placement, a synthetic source
+  data_source  the real batches (runtime.data over dataprep shards), checked against the lock
   checkpoint   orbax checkpoints with the run hash and digest so far
   digest       per-step loss bits and parameter sha256s
   parent       the verified initialization chain

@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stop-after-step", type=int, help="stop (with a checkpoint) once this many steps are done")
     parser.add_argument("--batches", choices=("data", "synthetic"), default="data",
                         help="data: the run's sources (default); synthetic: deterministic stand-in batches (tests)")
+    parser.add_argument("--data-threads", type=int, default=1, help="grain read-ahead threads (never change the batches)")
+    parser.add_argument("--data-workers", type=int, default=0, help="grain read-ahead worker processes (never change the batches)")
     parser.add_argument("--num-processes", type=int, default=1, help="processes of a multi-process run")
     parser.add_argument("--process-id", type=int, default=0, help="this process's index in a multi-process run")
     parser.add_argument("--coordinator-address", help="host:port of process 0 (multi-process runs)")
@@ -88,17 +90,17 @@ def _train(args: argparse.Namespace, request: run_dir_lib.RunRequest) -> int:
     if args.num_processes > 1:
         jax.distributed.initialize(coordinator_address=args.coordinator_address, num_processes=args.num_processes,
                                    process_id=args.process_id)
-    from runtime import batches, train  # noqa: PLC0415
+    from runtime import device_batches, train  # noqa: PLC0415
 
     batch_source = None
     if args.batches == "synthetic":
         spec = request.spec
-        batch_source = batches.SyntheticBatches(spec.model.vocab_size, spec.batch.sequences,
+        batch_source = device_batches.SyntheticBatches(spec.model.vocab_size, spec.batch.sequences,
                                                 spec.batch.sequence_length, seed=spec.data.seed)
     record = train.train_run(
         request.spec, request.hash, args.run_dir, args.parent_dir, batch_source,
         parent_hash=request.parent_hash, data_root=args.data_root, stop_after_step=args.stop_after_step,
-        show_progress=not args.no_progress,
+        show_progress=not args.no_progress, data_threads=args.data_threads, data_workers=args.data_workers,
     )
     if jax.process_index() == 0:
         state = "complete" if record.complete else f"stopped after step {len(record.losses)} of {record.total_steps}"

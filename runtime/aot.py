@@ -117,7 +117,7 @@ def lower_run(spec: RunSpec, devices):
     """The run's train step lowered for `devices` (abstract TPU devices): (Lowered, mesh)."""
     import jax  # noqa: PLC0415
 
-    from runtime import batches as batches_lib
+    from runtime import device_batches as batches_lib
     from runtime import mesh as mesh_lib
     from runtime import model as model_lib
     from runtime import numerics

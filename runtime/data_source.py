@@ -6,12 +6,14 @@ tokenizer and the token shard of the two, and, when the run directory holds
 the lock (`lock.json`, as a store build folder does), each digest is checked
 against the lock before a single batch is read. Any other source (fsspec
 paths, `tfds://` datasets) is read from the files its lock entry lists, each
-checked against its locked sha256 first (runtime.data.external), so those
+checked against its locked sha256 first (dataprep.external), so those
 need the lock; their shards use the same built-in tokenizer. A run never trains on data
 other than what its hash names; a mismatch is a BadInput that says which
-input drifted.
+input drifted. The tokenizer is the built-in BPE (trained on the built-in
+corpora) or the user's tokenizer.json at any fsspec URI, read as its lock
+pinned it (dataprep.user_tokenizer).
 
-Preparing is idempotent (runtime.data finds finished, verified artifacts and
+Preparing is idempotent (dataprep finds finished, verified artifacts and
 returns them), so on a data root where `runix lock` ran this only opens files.
 """
 
@@ -56,38 +58,15 @@ def for_run(
     process_index: int = 0,
     process_count: int = 1,
 ):
-    """`runtime.data.batches.BatchFunction` of the run (its `batch_at(step)` is the BatchSource)."""
-    from runtime.data import batches, corpora, shards, tokenizer  # noqa: PLC0415 (heavy: tfds, tokenizers)
-    from runtime.data.builtin_corpora import builtin_names  # noqa: PLC0415
-
-    from runtime.data import external  # noqa: PLC0415
+    """`runtime.data.step_batches.BatchFunction` of the run (its `batch_at(step)` is the BatchSource)."""
+    from runtime.data import step_batches  # noqa: PLC0415
 
     root = Path(data_root) if data_root is not None else default_data_root()
-    if spec.data.tokenizer != f"{BUILTIN}bpe":
-        raise BadInput(f"the runtime knows only the built-in tokenizer builtin://bpe, not {spec.data.tokenizer}")
-    locked_sources = (lock_entries or {}).get("sources", {})
     try:
-        manifests = {name: corpora.prepare_corpus(name, root) for name in builtin_names()}
-        artifact = tokenizer.train_tokenizer(list(manifests.values()), spec.model.vocab_size, root)
-        _check_digest("tokenizer", artifact.digest, (lock_entries or {}).get("tokenizer"))
-        sources = []
-        for name, src in sorted(spec.data.sources.items()):
-            if not src.uri.startswith(BUILTIN):
-                locked = _external_lock(name, src.uri, lock_entries)
-                try:
-                    shard = external.build_external_shard(name, src.uri, locked, artifact, root)
-                except external.SourceIntegrityError as e:
-                    raise BadInput(str(e)) from None
-                sources.append(batches.MixtureSource(name, shard, int(src.tokens), int(src.max_repeats)))
-                continue
-            corpus = src.uri[len(BUILTIN):]
-            if corpus not in manifests:
-                raise BadInput(f"source {name}: unknown built-in corpus {src.uri}; known: "
-                               + ", ".join(BUILTIN + n for n in sorted(manifests)))
-            _check_digest(f"source {name} ({src.uri})", manifests[corpus].digest, locked_sources.get(name))
-            shard = shards.build_shard(manifests[corpus], artifact, root)
-            sources.append(batches.MixtureSource(name, shard, int(src.tokens), int(src.max_repeats)))
-        return batches.make_batch_function(
+        shards = run_shards(spec, root, lock_entries)
+        sources = [step_batches.MixtureSource(name, shards[name], int(src.tokens), int(src.max_repeats))
+                   for name, src in sorted(spec.data.sources.items())]
+        return step_batches.make_batch_function(
             sources, spec.batch.sequence_length, spec.batch.sequences, spec.total_steps, spec.data.seed,
             process_index=process_index, process_count=process_count,
             document_masking=spec.data.document_masking,
@@ -96,6 +75,64 @@ def for_run(
         raise
     except (ValueError, OSError, RuntimeError) as e:  # data plan, missing package, integrity, tokenizer errors
         raise BadInput(f"data for run {spec.name} under {root}: {type(e).__name__}: {e}") from None
+
+
+def run_shards(spec: RunSpec, root: Path, lock_entries: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Source name → the dataprep TokenShard it reads, each input checked against the lock first."""
+    from dataprep import corpora, external, shards  # noqa: PLC0415 (heavy: tfds, tokenizers)
+    from dataprep.builtin_corpora import builtin_names  # noqa: PLC0415
+    from dataprep.readers import ReaderOptions  # noqa: PLC0415
+
+    locked_sources = (lock_entries or {}).get("sources", {})
+    builtin_needed = spec.data.tokenizer == f"{BUILTIN}bpe" or any(
+        src.uri.startswith(BUILTIN) for src in spec.data.sources.values())
+    manifests = {name: corpora.prepare_corpus(name, root) for name in builtin_names()} if builtin_needed else {}
+    artifact = run_tokenizer(spec, root, lock_entries, manifests)
+    out = {}
+    for name, src in sorted(spec.data.sources.items()):
+        if not src.uri.startswith(BUILTIN):
+            locked = _external_lock(name, src.uri, lock_entries)
+            options = ReaderOptions(format=src.format.value if src.format else "auto", text_field=src.text_field or "text")
+            try:
+                out[name] = external.build_external_shard(name, src.uri, locked, artifact, root, options=options)
+            except external.SourceIntegrityError as e:
+                raise BadInput(str(e)) from None
+            continue
+        corpus = src.uri[len(BUILTIN):]
+        if corpus not in manifests:
+            raise BadInput(f"source {name}: unknown built-in corpus {src.uri}; known: "
+                           + ", ".join(BUILTIN + n for n in sorted(manifests)))
+        _check_digest(f"source {name} ({src.uri})", manifests[corpus].digest, locked_sources.get(name))
+        out[name] = shards.build_shard(manifests[corpus], artifact, root)
+    return out
+
+
+def run_tokenizer(spec: RunSpec, root: Path, lock_entries: Mapping[str, Any] | None, manifests):
+    """The run's tokenizer artifact: the built-in BPE trained on `manifests`, or the user's tokenizer.json as locked."""
+    from dataprep import tokenizer, user_tokenizer  # noqa: PLC0415
+    from dataprep.vocab import check_vocab  # noqa: PLC0415
+
+    entry = (lock_entries or {}).get("tokenizer")
+    uri = spec.data.tokenizer
+    if uri == f"{BUILTIN}bpe":
+        artifact = tokenizer.train_tokenizer(list(manifests.values()), spec.model.vocab_size, root)
+    elif uri.startswith(BUILTIN):
+        raise BadInput(f"unknown built-in tokenizer {uri}; the built-in one is {BUILTIN}bpe, "
+                       "anything else is the URI of a tokenizer.json")
+    else:
+        locked = (entry or {}).get("locked")
+        if entry is not None and not locked:
+            raise BadInput(f"tokenizer {uri} is unresolved in the run's lock ({entry.get('unresolved')}); "
+                           "run `runix lock` first")
+        try:
+            artifact = user_tokenizer.fetch_tokenizer(uri, root, locked["digest"] if locked else None)
+        except tokenizer.TokenizerError as e:
+            raise BadInput(str(e)) from None
+    _check_digest("tokenizer", artifact.digest, entry)
+    problem = check_vocab(uri, artifact.vocab_size, spec.model.vocab_size)
+    if problem:
+        raise BadInput(f"run {spec.name}: {problem}")
+    return artifact
 
 
 def _check_digest(what: str, actual: str, entry: Mapping[str, Any] | None) -> None:

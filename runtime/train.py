@@ -6,7 +6,7 @@ on the spec, the data and the pinned numerics (runtime.numerics), never on
 where it stopped and resumed:
 
   * batch s is `batch_source.batch_at(s)`, a pure function of the step,
-    read ahead by a grain pipeline over the step range (runtime.batches);
+    read ahead by the grain pipeline (runtime.data.pipeline via runtime.device_batches);
   * every checkpoint holds the full state (params, optimizer, step, PRNG key)
     and the digest record so far, and a resumed run continues from exactly
     that record;
@@ -35,7 +35,7 @@ import jax
 import numpy as np
 
 from compiler.spec import ParentInit, RunSpec, ScratchInit
-from runtime import batches as batches_lib
+from runtime import device_batches as batches_lib
 from runtime import checkpoint as checkpoint_lib
 from runtime import digest as digest_lib
 from runtime import mesh as mesh_lib
@@ -49,6 +49,7 @@ from runtime import progress as progress_lib
 from runtime import run_dir as run_dir_lib
 from runtime import schedule as schedule_lib
 from runtime import sharding as sharding_lib
+from runtime import timing as timing_lib
 from runtime import train_state as train_state_lib
 from runtime import train_step as train_step_lib
 from runtime.errors import BadInput, TrainingFailed
@@ -90,6 +91,8 @@ def train_run(
     data_root: str | os.PathLike[str] | None = None,
     stop_after_step: int | None = None,
     show_progress: bool = False,
+    data_threads: int = 1,
+    data_workers: int = 0,
 ) -> digest_lib.DigestRecord:
     """Train `spec` (resolved) into `run_dir`, resuming from its latest checkpoint; returns the digest record.
 
@@ -103,11 +106,13 @@ def train_run(
       parent_hash: the parent's hash (required with a parent init).
       stop_after_step: stop (with a checkpoint) once this many steps are done; the run stays resumable.
       show_progress: draw a rich progress bar on stderr.
+      data_threads, data_workers: grain read-ahead threads and worker processes (never change the batches).
 
     Raises:
       BadInput: unusable input (see runtime.errors); nothing was written.
       TrainingFailed: training did not finish; the last checkpoint stands.
     """
+    started = time.perf_counter()  # timing.json's startup and wall seconds count from here
     request = run_dir_lib.RunRequest(hash=run_hash, name=spec.name, parent_hash=parent_hash, spec=spec)
     _check_init(request, parent_dir)
     pin_jax_config()
@@ -134,7 +139,8 @@ def train_run(
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         _write_spec_json(paths, request)
         _write_run_record(run, resumed_from=None if existing is None else existing[0])
-    return _loop(run, state, record, batch_source, stop_after_step, show_progress and run.is_writer)
+    return _loop(run, state, record, batch_source, stop_after_step, show_progress and run.is_writer,
+                 read_ahead={"num_threads": data_threads, "num_workers": data_workers}, started=started)
 
 
 def _prepare(request: run_dir_lib.RunRequest, paths: dict[str, Path]) -> _Run:
@@ -227,7 +233,7 @@ def _default_batch_source(spec: RunSpec, data_root, run_dir, mesh) -> batches_li
 
 
 def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_after_step: int | None,
-          show_progress: bool) -> digest_lib.DigestRecord:
+          show_progress: bool, read_ahead: dict | None = None, *, started: float) -> digest_lib.DigestRecord:
     """Steps from state.step to the end (or stop_after_step): losses, digests, metrics and checkpoints."""
     spec, paths = run.spec, run.paths
     total_steps = spec.total_steps
@@ -237,12 +243,15 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
     digest_every = spec.checkpoint.digest_every
     stop = total_steps if stop_after_step is None else max(0, min(total_steps, stop_after_step))
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
+    clock = timing_lib.SessionClock(started, first_step=int(state.step))
+    compiling = time.perf_counter()
     step_fn = train_step_lib.compile_train_step(
         run.parts.graphdef, run.tx, run.learning_rate, run.layout, batches_lib.abstract_batch(sequences, length),
         batch_sharding, reduction=numerics.gradient_reduction(spec.mesh))
+    clock.compile_seconds = time.perf_counter() - compiling
 
     step = int(state.step)
-    stream = batches_lib.grain_batches(batch_source, step, stop)  # grain-fed: the next batches are read ahead
+    stream = batches_lib.grain_batches(batch_source, step, stop, **(read_ahead or {}))  # grain reads ahead
 
     def next_batch(s: int):
         return batches_lib.place_batch(batches_lib.check_batch(next(stream), sequences, length, s),
@@ -260,13 +269,14 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
     digest_fn = param_digest.digest_function(run.layout.shardings.params, sharding_lib.replicated(run.mesh))
     last = time.perf_counter()
 
-    def read(s: int, metrics) -> None:
+    def read(s: int, metrics, dispatched: float) -> None:
         nonlocal last
         loss = np.asarray(jax.block_until_ready(metrics["loss"]))
         if not math.isfinite(float(loss)):
             raise TrainingFailed(f"loss is {float(loss)} at step {s}; stopping before it is checkpointed")
         record.losses.append(digest_lib.loss_bits(loss))
         now = time.perf_counter()
+        clock.step_seconds.append(now - dispatched)
         tokens_per_s = tokens_per_step / max(now - last, 1e-9)
         last = now
         metrics_log.write(step=s, loss=float(loss), lr=float(metrics["lr"]), grad_norm=float(metrics["grad_norm"]),
@@ -275,13 +285,15 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
 
     try:
         batch = next_batch(step) if step < stop else None
-        pending = None  # (step, metrics) dispatched, loss not read yet
+        last = clock.loop_started = time.perf_counter()
+        pending = None  # (step, metrics, dispatch time) dispatched, loss not read yet
         while step < stop:
+            dispatched = time.perf_counter()
             state, metrics = step_fn(state, batch)
             batch = next_batch(step + 1) if step + 1 < stop else None  # host work overlaps the device step
             if pending is not None:
                 read(*pending)
-            pending = (step, metrics)
+            pending = (step, metrics, dispatched)
             step += 1
             digest_now = step % digest_every == 0 or step == total_steps
             save_now = step % every == 0 or step == stop
@@ -296,9 +308,14 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
                 if step == total_steps:
                     record.final_params_sha256 = params_digest
             if save_now:
+                saving = time.perf_counter()
                 store.save(state, {"run_hash": run.request.hash, "step": step, "digest": record.to_json()})
+                clock.checkpoint_seconds.append(time.perf_counter() - saving)
                 if run.is_writer:
                     digest_lib.write_digest(paths[run_dir_lib.DIGEST], record)
+                    timing_lib.write(paths[run_dir_lib.TIMING], clock, time.perf_counter(), step,
+                                     accelerator=str(getattr(spec.mesh.accelerator, "value", spec.mesh.accelerator)),
+                                     chips=spec.mesh.chips, tokens_per_step=tokens_per_step, total_steps=total_steps)
     finally:
         progress.close()
         metrics_log.close()

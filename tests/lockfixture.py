@@ -33,6 +33,7 @@ from compiler.lock import (
 from compiler.resolve_inputs import Resolution
 from compiler.specset import load_spec_set
 from tests.conftest import REPO
+from tests.tokenizer_fixture import write_tokenizer_json
 
 TINY_LOCK = REPO / "lockfiles" / "tiny.lock.json"
 
@@ -73,8 +74,7 @@ def write_data(root: pathlib.Path) -> dict[str, pathlib.Path]:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "part-0.txt").write_text(f"{name} document\n")
         data[name] = folder
-    data["tokenizer"] = root / "tokenizer.json"
-    data["tokenizer"].write_text('{"model": "test"}')
+    data["tokenizer"] = write_tokenizer_json(root / "tokenizer.json")
     return data
 
 

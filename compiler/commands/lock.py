@@ -48,6 +48,7 @@ def register(subparsers) -> None:
 
 
 def run(args, console) -> int:
+    from compiler.data_checks import data_problems
     from compiler.environment import numerics_facts, runtime_versions
     from compiler.resolve_inputs import DefaultResolver, ResolveOptions
 
@@ -85,6 +86,9 @@ def run(args, console) -> int:
     environment = {"runtime": runtime_versions(), "numerics": numerics_facts}  # numerics: per mesh
     new = build_lock(unlocked, rel_paths, resolver, environment, progress)
     console.print(table)
+    problems = [problem for run in unlocked.runs for problem in data_problems(run, new)]
+    if problems:
+        raise SpecError(problems)  # exit 2, every problem at once, nothing written
 
     if args.check:
         drifts = compare_locks(old, new)

@@ -19,7 +19,7 @@ import hashlib
 
 import numpy as np
 
-from runtime.data.digests import canonical_json
+from dataprep.digests import canonical_json
 
 ROUNDS = 6
 _MASK64 = (1 << 64) - 1

@@ -15,16 +15,11 @@ epoch is independent of the other epochs.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
+from dataprep.repeats import num_windows, passes_needed
 from runtime.data.permutation import Permutation, derive_key
-
-
-def num_windows(num_tokens: int, sequence_length: int) -> int:
-    """How many windows of L + 1 tokens at stride L fit in `num_tokens` tokens."""
-    return max(0, (num_tokens - 1) // sequence_length)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +44,8 @@ class SourceWindows:
         return num_windows(self.num_tokens, self.sequence_length)
 
     def epochs_needed(self, num_sequences: int) -> int:
-        """Passes over the source that `num_sequences` sequences take (rounded up)."""
-        if num_sequences == 0:
-            return 0
-        if self.num_windows == 0:
-            return math.inf  # type: ignore[return-value]
-        return -(-num_sequences // self.num_windows)
+        """Passes over the source that `num_sequences` sequences take (rounded up; dataprep.repeats)."""
+        return passes_needed(num_sequences * self.sequence_length, self.num_tokens, self.sequence_length)
 
     def windows(self, sequence_indices: np.ndarray) -> np.ndarray:
         """Window index for each sequence index k (any shape, int64)."""

@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 from tests.conftest import run_cli
+from tests.tokenizer_fixture import write_tokenizer_json
 
 
 SPEC = """\
@@ -40,7 +41,7 @@ def project(tmp_path):
     (data / "code").mkdir(parents=True)
     (data / "code" / "a.py").write_text("print('a')\n")
     (data / "code" / "b.py").write_text("print('b')\n")
-    (data / "tokenizer.json").write_text('{"model": "fake"}')
+    write_tokenizer_json(data / "tokenizer.json")
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "runs.yaml").write_text(SPEC.format(data=data))
     return tmp_path

@@ -8,6 +8,7 @@ import pytest
 
 from compiler.lock import load_locked_spec_set
 from compiler.store import Store
+from tests.tokenizer_fixture import write_tokenizer_json
 from tests.conftest import run_cli
 
 
@@ -41,7 +42,7 @@ def project(tmp_path, cli):
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "code.txt").write_text("def f(): pass\n")
-    (tmp_path / "data" / "tokenizer.json").write_text("{}")
+    write_tokenizer_json(tmp_path / "data" / "tokenizer.json")
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "runs.yaml").write_text(SPEC.format(data=tmp_path / "data"))
     assert cli("lock", "specs", cwd=tmp_path).returncode == 0

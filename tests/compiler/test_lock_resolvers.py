@@ -120,7 +120,7 @@ def test_tfds_not_prepared_is_unresolved(tmp_path):
     assert "not a TFDS URI" in resolve_tfds("tfds://", tmp_path).unresolved
 
 
-# --------------------------------------------------------------------------- builtin:// through runtime.data
+# --------------------------------------------------------------------------- builtin:// through dataprep
 
 
 @dataclasses.dataclass
@@ -139,14 +139,14 @@ class FakeManifest:
 
 @pytest.fixture
 def fake_runtime_data(tmp_path, monkeypatch):
-    """runtime.data's preparation functions replaced by fakes writing tiny files."""
+    """dataprep's preparation functions replaced by fakes writing tiny files."""
 
     def prepare_corpus(name, root):
         if name == "broken":
             raise FileNotFoundError("Debian package 'x' is not unpacked; run scripts/install_corpora.sh first")
         folder = root / "corpora" / name
         folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / "data.array_record").exists():  # like runtime.data: a finished build is reused
+        if not (folder / "data.array_record").exists():  # like dataprep: a finished build is reused
             (folder / "data.array_record").write_bytes(name.encode())
         files = {"data.array_record": sha(name.encode())}
         digest = hashlib.sha256(json.dumps({"files": files}, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -163,7 +163,7 @@ def fake_runtime_data(tmp_path, monkeypatch):
     shards = types.SimpleNamespace(build_shard=lambda manifest, artifact, root: types.SimpleNamespace(num_tokens=7 * len(manifest.name)))
     names = types.SimpleNamespace(builtin_names=lambda: ("code", "text"))
     for module, fake in (("corpora", corpora), ("tokenizer", tokenizer), ("shards", shards), ("builtin_corpora", names)):
-        monkeypatch.setitem(sys.modules, f"runtime.data.{module}", fake)
+        monkeypatch.setitem(sys.modules, f"dataprep.{module}", fake)
     return tmp_path / "data"
 
 

@@ -97,4 +97,18 @@ def test_unknown_preset_and_attention_on_wrong_accelerator(write_spec):
 def test_repeats_beyond_declared_size(write_spec):
     text = MINIMAL_RUN.replace("share: 1.0", "share: 1.0, declared_tokens: 1000, max_repeats: 2")
     (p,) = problems(write_spec, text)
-    assert "needs 11 passes" in p.message and p.path.endswith("max_repeats")
+    # 1000 tokens are 7 windows of 128 + 1: 80 sequences need 12 passes (not 10240 / 1000 -> 11)
+    assert "needs 12 repeats of the 1,000 declared tokens (7 sequences of 128 + 1" in p.message
+    assert p.path.endswith("max_repeats")
+
+
+def test_the_1024_token_source_needs_two_repeats_as_the_runtime_counts(write_spec):
+    """1,024 tokens at L = 128 are 7 windows: a 1,024-token budget (8 sequences) needs 2 repeats."""
+    text = MINIMAL_RUN.replace("steps: 10", "steps: 1").replace("share: 1.0", "share: 1.0, declared_tokens: 1024, max_repeats: 1")
+    text = text.replace("{kind: warmup, length: 2, peak: 1e-3}", "{kind: constant, length: 1, value: 1e-3}")
+    text = text.replace("        - {kind: cosine, floor: 1e-4}\n", "")
+    (p,) = problems(write_spec, text)
+    assert "budget 1,024 tokens (8 sequences of 128) needs 2 repeats" in p.message
+    assert p.path.endswith("code.max_repeats")
+    (ok,) = load_spec_set([write_spec(text.replace("max_repeats: 1", "max_repeats: 2"))]).runs
+    assert ok.spec.data.sources["code"].max_repeats == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.data.shards import write_shard
+from dataprep.shards import write_shard
 
 
 def synthetic_documents(num_tokens: int, seed: int, vocab_size: int = 1000) -> list[np.ndarray]:

@@ -11,9 +11,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from runtime.data.batches import BatchFunction, DataPlanError, MixtureSource, make_batch_function
+from runtime.data.step_batches import BatchFunction, DataPlanError, MixtureSource, make_batch_function
 from runtime.data.pipeline import make_batch_dataset
-from runtime.data.shards import write_shard
+from dataprep.shards import write_shard
 
 L, B, S = 32, 8, 24  # sequence length, global batch, steps
 
@@ -110,7 +110,7 @@ def test_identical_batches_in_a_separate_process(shards):
         f"""
         import hashlib, json, sys
         import numpy as np
-        from runtime.data.batches import MixtureSource, make_batch_function
+        from runtime.data.step_batches import MixtureSource, make_batch_function
         paths = json.loads(sys.argv[1])
         budgets = {{"code": 96, "text": 64, "markup": 32}}
         fn = make_batch_function(
@@ -217,3 +217,18 @@ def test_batch_function_pickles_without_copying_tokens(shards):
     data = pickle.dumps(fn)
     assert len(data) < 20_000
     assert digest(pickle.loads(data).batch_at(3)) == digest(fn.batch_at(3))
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_grain_per_host_slices_hold_each_process_block_of_every_step(shards, count):
+    """grain's [p::P] slice + batch gives process p exactly batch_at's rows for it, step by step."""
+    global_fn = make_batch_function(sources(shards), L, B, S, seed=5, document_masking=True)
+    for index in range(count):
+        fn = make_batch_function(sources(shards), L, B, S, seed=5, document_masking=True,
+                                 process_index=index, process_count=count)
+        streamed = list(make_batch_dataset(fn, start_step=3, stop_step=S - 2))
+        assert len(streamed) == S - 5
+        for step, batch in zip(range(3, S - 2), streamed):
+            assert digest(batch) == digest(fn.batch_at(step))
+            rows = slice(index * B // count, (index + 1) * B // count)
+            assert np.array_equal(batch["inputs"], global_fn.batch_at(step)["inputs"][rows])

@@ -2,7 +2,7 @@
 
 The model is smaller than the `tiny` preset (vocab 512, d_model 32, GQA with
 2 kv heads) so that a run of a dozen steps costs little more than its
-compilation; the batches are `runtime.batches.SyntheticBatches`, so no
+compilation; the batches are `runtime.device_batches.SyntheticBatches`, so no
 corpus has to be prepared.
 """
 

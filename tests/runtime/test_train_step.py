@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from runtime import batches, mesh as mesh_lib, model as model_lib, optimizer, schedule, sharding
+from runtime import device_batches as batches, mesh as mesh_lib, model as model_lib, optimizer, schedule, sharding
 from runtime import train_state as train_state_lib
 from runtime.train_step import compile_train_step
 from tests.runtime.runs import tiny_spec

@@ -47,7 +47,8 @@ def test_snowcoder_stage2_rounded_up_would_need_a_fifth_pass(tmp_path):
     bad.write_text(text.replace("steps: 11920 ", "steps: 11921 "))
     with pytest.raises(SpecError) as caught:
         load_spec_set([bad])
-    assert "needs 5 passes over 12500000000 declared tokens, but max_repeats is 4" in str(caught.value)
+    assert "needs 5 repeats of the 12,500,000,000 declared tokens" in str(caught.value)
+    assert "but max_repeats is 4" in str(caught.value)
 
 
 def test_snowcoder_schedules():

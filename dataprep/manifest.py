@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runtime.data.digests import digest_of_files, sha256_file, tree_files
+from dataprep.digests import digest_of_files, sha256_file, tree_files
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1

@@ -28,10 +28,10 @@ from pathlib import Path
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from runtime.data.atomic_dir import building
-from runtime.data.corpora import read_documents
-from runtime.data.digests import sha256_bytes, sha256_file, sha256_json
-from runtime.data.manifest import Manifest
+from dataprep.atomic_dir import building
+from dataprep.corpora import read_documents
+from dataprep.digests import sha256_bytes, sha256_file, sha256_json
+from dataprep.manifest import Manifest
 
 EOS_TOKEN = "<|endoftext|>"
 EOS_ID = 0

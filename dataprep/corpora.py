@@ -23,10 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runtime.data.atomic_dir import building
-from runtime.data.builtin_corpora import Document, builtin_names, get_builtin
-from runtime.data.digests import sha256_bytes, sha256_json
-from runtime.data.manifest import (
+from dataprep.atomic_dir import building
+from dataprep.builtin_corpora import Document, builtin_names, get_builtin
+from dataprep.digests import sha256_bytes, sha256_json
+from dataprep.manifest import (
     CorpusIntegrityError,
     Manifest,
     load_manifest,
@@ -45,7 +45,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # dataset_info.json records the builder's module name, not "__main__".
 _BUILD_COMMAND = (
     "-c",
-    "import sys; from runtime.data.corpus_builder import main; sys.exit(main(sys.argv[1:]))",
+    "import sys; from dataprep.corpus_builder import main; sys.exit(main(sys.argv[1:]))",
 )
 _BUILD_ENV = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
 

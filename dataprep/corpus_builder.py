@@ -1,6 +1,6 @@
 """Write one corpus as a TFDS dataset (array_record), byte for byte reproducibly.
 
-Run in a separate process (`runtime.data.corpora` starts one): the array_record bytes are identical from build
+Run in a separate process (`dataprep.corpora` starts one): the array_record bytes are identical from build
 to build only when protobuf uses its pure-Python implementation, and that is
 chosen once per process, before protobuf is first imported. Running the build
 in its own process sets that switch without touching the caller's interpreter,

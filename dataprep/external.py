@@ -4,24 +4,21 @@
 sha256 of every file, their combined digest); this module reads exactly those
 files back as documents, after checking each one against the lock, and
 tokenizes them into a token shard like a built-in corpus's
-(runtime.data.shards.write_shard), so the mixture treats every source alike.
+(dataprep.shards.write_shard), so the mixture treats every source alike.
 
 fsspec paths (one file, a folder, a glob, `file://`, `gs://`, ...): the files
 are the lock entry's file list (names relative to the fixed part of the path,
-the rule of compiler.resolve_inputs.resolve_path), read in name order:
-  *.jsonl        one document per line: a JSON object whose `text` field is a
-                 string (blank lines are skipped; anything else is an error
-                 naming file and line).
-  anything else  the whole file is one document, decoded as UTF-8 (.txt, .md,
-                 .py, .html, ...; a file that is not UTF-8 is an error naming it).
-Empty documents are left out.
+the rule of dataprep.files), read in name order, each by the reader of its
+format (dataprep.readers: parquet, arrow, jsonl[.gz|.zst], array_record, or
+plain text, chosen by the source's `format` option or the file's name) and
+streamed: memory is bounded by a row group, a line or one document.
 
 `tfds://name[/config][:version]/split`: the builder folder
 `$TFDS_DATA_DIR/name[/config]/version` (default ~/tensorflow_datasets, as for
-`runix lock`) at the locked version; each example's `text` feature (bytes or
-str) is one document, in the split's order.
+`runix lock`) at the locked version; each example's `text_field` feature
+(bytes or str; default `text`) is one document, in the split's order.
 
-The shard's key is shard_key(sha256_json({reader format, locked digest,
+The shard's key is shard_key(sha256_json({reader options, locked digest,
 split}), tokenizer digest): content-addressed by what the lock pinned. Every
 call checks the files against the lock, also when the shard already exists,
 so a run never starts on inputs that drifted from its hash.
@@ -38,12 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from runtime.data.digests import sha256_json
-from runtime.data.shards import ENCODE_BATCH_DOCUMENTS, SHARDS_DIR, TokenShard, _open_if_complete, shard_key, write_shard
+from dataprep.digests import sha256_json
+from dataprep import readers
+from dataprep.atomic_dir import exclusive
+from dataprep.files import locked_paths
+from dataprep.readers import ReaderOptions
+from dataprep.shards import ENCODE_BATCH_DOCUMENTS, SHARDS_DIR, TokenShard, _open_if_complete, shard_key, write_shard
 
-READER_FORMAT = 1  # bump when the way files become documents changes
-JSONL_SUFFIXES = (".jsonl",)
-TEXT_FIELD = "text"
 _CHUNK = 1 << 20
 
 
@@ -58,18 +56,9 @@ def file_paths(uri: str, locked: Mapping[str, Any]) -> tuple[Any, list[tuple[str
     """(filesystem, [(name in the lock, path on the filesystem, locked sha256)]) in name order."""
     import fsspec  # noqa: PLC0415
 
-    from compiler.resolve_inputs import _fixed_base, _has_magic, expand_braces  # noqa: PLC0415 (jax-free)
-
     fs, path = fsspec.core.url_to_fs(uri)
-    base = _fixed_base(path)
-    if len(expand_braces(path)) == 1 and not _has_magic(path) and fs.isfile(path):
-        base = path.rsplit("/", 1)[0] if "/" in path else ""
     files = locked.get("files") or {}
-    out = []
-    for rel in sorted(files):
-        full = f"{base.rstrip('/')}/{rel}" if base and not rel.startswith("/") else rel
-        out.append((rel, full, files[rel]["sha256"]))
-    return fs, out
+    return fs, [(rel, full, files[rel]["sha256"]) for rel, full in locked_paths(fs, path, files)]
 
 
 def verify_files(source: str, uri: str, locked: Mapping[str, Any]) -> None:
@@ -81,36 +70,25 @@ def verify_files(source: str, uri: str, locked: Mapping[str, Any]) -> None:
         _check_sha256(source, uri, rel, expected, _sha256_of(fs, path, source, uri, rel))
 
 
-def file_documents(source: str, uri: str, locked: Mapping[str, Any]) -> Iterator[str]:
-    """The documents of an fsspec source, file by file; each file's bytes are checked against the lock."""
+def file_documents(source: str, uri: str, locked: Mapping[str, Any],
+                   options: ReaderOptions = ReaderOptions()) -> Iterator[str]:
+    """The documents of an fsspec source, file by file, streamed (read_locked_file for each)."""
     fs, entries = file_paths(uri, locked)
     for rel, path, expected in entries:
-        data = _read_bytes(fs, path, source, uri, rel)
-        _check_sha256(source, uri, rel, expected, hashlib.sha256(data).hexdigest())
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise SourceIntegrityError(f"source {source} ({uri}): {rel} is not UTF-8 text ({e})") from None
-        if rel.lower().endswith(JSONL_SUFFIXES):
-            yield from _jsonl_documents(source, uri, rel, text)
-        elif text:
-            yield text
+        yield from read_locked_file(source, uri, fs, rel, path, expected, options)
 
 
-def _jsonl_documents(source: str, uri: str, rel: str, text: str) -> Iterator[str]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as e:
-            raise SourceIntegrityError(f"source {source} ({uri}): {rel} line {number} is not JSON ({e})") from None
-        value = record.get(TEXT_FIELD) if isinstance(record, dict) else None
-        if not isinstance(value, str):
-            raise SourceIntegrityError(
-                f"source {source} ({uri}): {rel} line {number} has no string field {TEXT_FIELD!r}")
-        if value:
-            yield value
+def read_locked_file(source: str, uri: str, fs, rel: str, path: str, expected: str,
+                     options: ReaderOptions) -> Iterator[str]:
+    """One locked file's documents, streamed; its sha256 is checked after reading (verify_files checks
+    every file before), so a file that changed meanwhile is caught. Errors name the source and file."""
+    try:
+        yield from readers.documents(lambda: fs.open(path, "rb"), rel, options)
+    except readers.ReadError as e:
+        raise SourceIntegrityError(f"source {source} ({uri}): {e}") from None
+    except FileNotFoundError as e:
+        raise SourceIntegrityError(f"source {source} ({uri}): cannot read locked file {rel} ({e})") from None
+    _check_sha256(source, uri, rel, expected, _sha256_of(fs, path, source, uri, rel))
 
 
 def _sha256_of(fs, path: str, source: str, uri: str, rel: str) -> str:
@@ -122,14 +100,6 @@ def _sha256_of(fs, path: str, source: str, uri: str, rel: str) -> str:
     except (OSError, FileNotFoundError) as e:
         raise SourceIntegrityError(f"source {source} ({uri}): cannot read locked file {rel} ({e})") from None
     return digest.hexdigest()
-
-
-def _read_bytes(fs, path: str, source: str, uri: str, rel: str) -> bytes:
-    try:
-        with fs.open(path, "rb") as f:
-            return f.read()
-    except (OSError, FileNotFoundError) as e:
-        raise SourceIntegrityError(f"source {source} ({uri}): cannot read locked file {rel} ({e})") from None
 
 
 def _check_sha256(source: str, uri: str, rel: str, expected: str, actual: str) -> None:
@@ -170,17 +140,20 @@ def verify_tfds(source: str, uri: str, locked: Mapping[str, Any], data_dir=None)
     return builder_dir
 
 
-def tfds_documents(source: str, uri: str, locked: Mapping[str, Any], data_dir=None) -> Iterator[str]:
-    """The `text` feature of every example of the locked split, as str."""
+def tfds_documents(source: str, uri: str, locked: Mapping[str, Any], data_dir=None,
+                   options: ReaderOptions = ReaderOptions()) -> Iterator[str]:
+    """The `options.text_field` feature of every example of the locked split, as str, one example at a time."""
     import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy)
 
     builder_dir = verify_tfds(source, uri, locked, data_dir)
     data = tfds.builder_from_directory(str(builder_dir)).as_data_source(split=locked["split"])
     for index in range(len(data)):
         example = data[index]
-        value = example.get(TEXT_FIELD) if isinstance(example, Mapping) else None
+        field = options.text_field
+        value = example.get(field) if isinstance(example, Mapping) else None
         if value is None:
-            raise SourceIntegrityError(f"source {source} ({uri}): example {index} has no {TEXT_FIELD!r} feature")
+            raise SourceIntegrityError(f"source {source} ({uri}): example {index} of split {locked['split']} "
+                                       f"has no {field!r} feature")
         if isinstance(value, np.ndarray):
             value = value.item()
         text = bytes(value).decode("utf-8") if isinstance(value, (bytes, bytearray, np.bytes_)) else str(value)
@@ -191,29 +164,38 @@ def tfds_documents(source: str, uri: str, locked: Mapping[str, Any], data_dir=No
 # --------------------------------------------------------------------------- shards
 
 
-def source_digest(locked: Mapping[str, Any]) -> str:
-    """What the shard of an external source is addressed by (with the tokenizer's digest)."""
-    return sha256_json({"reader": READER_FORMAT, "type": locked.get("type"), "digest": locked["digest"],
+def source_digest(locked: Mapping[str, Any], options: ReaderOptions = ReaderOptions()) -> str:
+    """What the shard of an external source is addressed by (with the tokenizer's digest): content and reader options."""
+    return sha256_json({**options.key(), "type": locked.get("type"), "digest": locked["digest"],
                         "split": locked.get("split")})
 
 
 def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], tokenizer_artifact,
-                         root_dir: str | os.PathLike[str], *, tfds_dir=None) -> TokenShard:
+                         root_dir: str | os.PathLike[str], *, tfds_dir=None,
+                         options: ReaderOptions = ReaderOptions()) -> TokenShard:
     """Check the source against its lock entry (`locked`), then tokenize it once into a shard; reuse after."""
     kind = locked.get("type")
     if kind == "files":
         verify_files(source, uri, locked)
-        documents = lambda: file_documents(source, uri, locked)  # noqa: E731
+        documents = lambda: file_documents(source, uri, locked, options)  # noqa: E731
     elif kind == "tfds":
         verify_tfds(source, uri, locked, tfds_dir)
-        documents = lambda: tfds_documents(source, uri, locked, tfds_dir)  # noqa: E731
+        documents = lambda: tfds_documents(source, uri, locked, tfds_dir, options)  # noqa: E731
     else:
         raise SourceIntegrityError(f"source {source} ({uri}): the runtime cannot read a locked source of type {kind!r}")
-    corpus_digest = source_digest(locked)
-    destination = Path(root_dir) / SHARDS_DIR / shard_key(corpus_digest, tokenizer_artifact.digest)
+    destination = shard_destination(locked, options, tokenizer_artifact, root_dir)
     existing = _open_if_complete(destination)
     if existing is not None:
         return existing
+    with exclusive(destination):  # a concurrent builder of the same shard finishes first; then it is found
+        existing = _open_if_complete(destination)
+        if existing is not None:
+            return existing
+        return _tokenize(uri, documents, tokenizer_artifact, destination,
+                         shard_provenance(locked, options, tokenizer_artifact))
+
+
+def _tokenize(uri: str, documents, tokenizer_artifact, destination: Path, provenance) -> TokenShard:
     tokenizer = tokenizer_artifact.load()
     tokenizer.encode_special_tokens = True  # "<|endoftext|>" inside a document is just text
 
@@ -232,9 +214,19 @@ def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], token
         source=uri,
         eos_id=tokenizer_artifact.eos_id,
         vocab_size=tokenizer_artifact.vocab_size,
-        provenance={"corpus_digest": corpus_digest, "locked_digest": locked["digest"],
-                    "tokenizer_digest": tokenizer_artifact.digest},
+        provenance=provenance,
     )
+
+
+def shard_destination(locked: Mapping[str, Any], options: ReaderOptions, tokenizer_artifact,
+                      root_dir: str | os.PathLike[str]) -> Path:
+    """Where the shard of (source content, reader options, tokenizer) lives: its content address."""
+    return Path(root_dir) / SHARDS_DIR / shard_key(source_digest(locked, options), tokenizer_artifact.digest)
+
+
+def shard_provenance(locked: Mapping[str, Any], options: ReaderOptions, tokenizer_artifact) -> dict[str, Any]:
+    return {"corpus_digest": source_digest(locked, options), "locked_digest": locked["digest"],
+            "reader": options.key(), "tokenizer_digest": tokenizer_artifact.digest}
 
 
 def _encode(tokenizer, texts: list[str]) -> Iterator[np.ndarray]:

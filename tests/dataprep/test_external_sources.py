@@ -2,7 +2,7 @@
 
 A folder of .txt/.md/.py files (one document each), a .jsonl file (one
 document per line), a tiny TFDS array_record dataset (built the way the
-built-in corpora are, runtime.data.corpus_builder) and builtin://code in one
+built-in corpora are, dataprep.corpus_builder) and builtin://code in one
 mixture: `runix lock` pins the files, `runix launch` trains on them, every
 source gives exactly its budget, and a file changed after locking stops the
 trainer with exit 2 naming it.
@@ -50,7 +50,7 @@ def files(tmp_path_factory) -> Path:
     documents = root / "tfds-documents.jsonl"
     documents.write_text("".join(json.dumps({"id": f"d{i}", "text": _words(20 + i, 80)}) + "\n" for i in range(5)))
     built = subprocess.run(
-        [sys.executable, "-c", "import sys; from runtime.data.corpus_builder import main; sys.exit(main(sys.argv[1:]))",
+        [sys.executable, "-c", "import sys; from dataprep.corpus_builder import main; sys.exit(main(sys.argv[1:]))",
          "tiny-docs", str(documents), str(root / "tfds")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python", "TFDS_DISABLE_PROGRESS_BAR": "1"})

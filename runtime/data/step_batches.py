@@ -36,9 +36,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dataprep.repeats import repeats_problem
+from dataprep.shards import TokenShard, open_shard
 from runtime.data.mixture import BlockExactMixture
 from runtime.data.permutation import Permutation, derive_key
-from runtime.data.shards import TokenShard, open_shard
 from runtime.data.windows import SourceWindows
 
 
@@ -167,14 +168,10 @@ class BatchFunction:
                     f"fewer than one sequence of {self.sequence_length} + 1"
                 )
                 continue
-            needed = windows.epochs_needed(n)
-            if needed > source.max_repeats:
-                problems.append(
-                    f"source {source.name!r} ({shard.source}) has {shard.num_tokens:,} tokens "
-                    f"= {windows.num_windows:,} sequences of {self.sequence_length}; its budget of "
-                    f"{source.token_budget:,} tokens ({n:,} sequences) needs {needed} repeats "
-                    f"({n / windows.num_windows:.2f} passes) but max_repeats is {source.max_repeats}"
-                )
+            problem = repeats_problem(source.token_budget, shard.num_tokens, self.sequence_length,
+                                      source.max_repeats, f"tokens of {shard.source}")
+            if problem:
+                problems.append(f"source {source.name!r}: {problem}")
         if len({shard.eos_id for shard in self.shards}) > 1 or len({s.vocab_size for s in self.shards}) > 1:
             problems.append(
                 "the shards were not made with one tokenizer: "
@@ -185,20 +182,26 @@ class BatchFunction:
 
     # --- the batch ------------------------------------------------------------------------
 
-    def slots_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """(source index, sequence index k) for each of this process's slots of `step`."""
+    def slots_at(self, step: int, every_slot: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(source index, sequence index k) for each of this process's slots of `step` (all B with every_slot)."""
         first, stop = self.mixture.step_range(int(step))
         counts = np.subtract(stop, first)
         ends = np.cumsum(counts)
-        lo = self.process_index * self.local_batch_size
-        slots = np.arange(lo, lo + self.local_batch_size, dtype=np.int64)
+        lo, rows = (0, self.global_batch_size) if every_slot else (self.process_index * self.local_batch_size,
+                                                                    self.local_batch_size)
+        slots = np.arange(lo, lo + rows, dtype=np.int64)
         items = Permutation(self.global_batch_size, derive_key(self.seed, "slots", int(step)))(slots)
         source_ids = np.searchsorted(ends, items, side="right")
         sequence_ids = np.asarray(first, dtype=np.int64)[source_ids] + items - (ends - counts)[source_ids]
         return source_ids, sequence_ids
 
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
-        """The arrays of step `step` for this process (see the module docstring)."""
+        """The arrays of step `step` for this process (see the module docstring), computed directly.
+
+        The trainer reads the same batches through grain (runtime.data.pipeline);
+        this is the reference the pipeline is tested against, and what a single
+        step's batch costs without grain.
+        """
         source_ids, sequence_ids = self.slots_at(step)
         length = self.sequence_length
         rows = np.empty((self.local_batch_size, length + 1), dtype=np.int32)
@@ -207,6 +210,11 @@ class BatchFunction:
             chosen = source_ids == source
             starts = self.windows[source].token_starts(sequence_ids[chosen])
             rows[chosen] = self.shards[source].tokens[starts[:, None] + offsets]
+        return self.fields(rows, source_ids)
+
+    def fields(self, rows: np.ndarray, source_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch's arrays from its [b, L + 1] token rows and their sources."""
+        rows = np.asarray(rows, dtype=np.int32)
         inputs, targets = rows[:, :-1], rows[:, 1:]
         segment_ids, positions = self._segments(inputs)
         return {
@@ -215,10 +223,16 @@ class BatchFunction:
             "loss_mask": np.ones(inputs.shape, dtype=np.float32),
             "segment_ids": segment_ids,
             "positions": positions,
-            "source_ids": source_ids.astype(np.int32),
+            "source_ids": np.asarray(source_ids, dtype=np.int32),
         }
 
     __call__ = batch_at
+
+    def grain_dataset(self, start_step: int = 0, stop_step: int | None = None, **read_options):
+        """This process's batches through the grain pipeline (runtime.data.pipeline.make_batch_dataset)."""
+        from runtime.data.pipeline import make_batch_dataset  # noqa: PLC0415 (grain)
+
+        return make_batch_dataset(self, start_step=start_step, stop_step=stop_step, **read_options)
 
     def _segments(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batch, length = inputs.shape

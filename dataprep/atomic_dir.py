@@ -38,6 +38,28 @@ def building(destination: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def exclusive(destination: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on building `destination` (a lock file beside it) for the block.
+
+    Two processes (two runs, two hosts' processes of one run) that need the
+    same artifact at once: the first builds it, the second waits here and
+    then finds it finished, so an artifact is built once. fcntl locks are
+    released by the kernel when a process dies, so a crashed builder never
+    blocks the next one.
+    """
+    import fcntl  # noqa: PLC0415 (POSIX)
+
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with open(destination.parent / f".{destination.name}.lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def publish(stage: Path, destination: Path) -> None:
     """Rename `stage` to `destination`, moving any existing folder out of the way."""
     if destination.exists():

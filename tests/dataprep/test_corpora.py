@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.data.builtin_corpora import Document, get_builtin, split_changelog
-from runtime.data.corpora import prepare_corpus, prepare_documents, read_documents
-from runtime.data.debian_packages import MissingPackageError
-from runtime.data.digests import sha256_tree
-from runtime.data.manifest import CorpusIntegrityError, verify_manifest
-from runtime.data.shards import ShardIntegrityError, build_shard, open_shard
-from runtime.data.tokenizer import EOS_ID, train_tokenizer
+from dataprep.builtin_corpora import Document, get_builtin, split_changelog
+from dataprep.corpora import prepare_corpus, prepare_documents, read_documents
+from dataprep.debian_packages import MissingPackageError
+from dataprep.digests import sha256_tree
+from dataprep.manifest import CorpusIntegrityError, verify_manifest
+from dataprep.shards import ShardIntegrityError, build_shard, open_shard
+from dataprep.tokenizer import EOS_ID, train_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:label\\(\\) is deprecated:DeprecationWarning")
 
@@ -97,8 +97,8 @@ def test_tokenizer_train_twice_gives_identical_digest(tmp_path, prepared):
     assert tokenizer.path.parent.name == f"{tokenizer.digest}-bpe-320"
     # Retrain from scratch in another process, into another root.
     script = (
-        "import sys; from runtime.data.manifest import load_manifest; "
-        "from runtime.data.tokenizer import train_tokenizer; "
+        "import sys; from dataprep.manifest import load_manifest; "
+        "from dataprep.tokenizer import train_tokenizer; "
         "m = [load_manifest(p) for p in sys.argv[2:]]; "
         "print(train_tokenizer(m, 320, sys.argv[1]).digest)"
     )
@@ -141,7 +141,7 @@ def test_truncated_or_corrupted_shard_names_the_source(prepared, tmp_path):
     with pytest.raises(ShardIntegrityError, match=r"synthetic://beta .*truncated"):
         open_shard(copy)
     with pytest.raises(ShardIntegrityError, match="synthetic://beta"):
-        from runtime.data.batches import make_batch_function
+        from runtime.data.step_batches import make_batch_function
 
         make_batch_function([("beta", copy, 64, 1)], 64, 1, 1, seed=0)
     flipped = bytearray(data)

@@ -27,7 +27,7 @@ import sysconfig
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from runtime.data.debian_packages import find_package
+from dataprep.debian_packages import find_package
 
 SCHEME = "builtin://"
 

@@ -133,16 +133,25 @@ class SyntheticBatches:
                 "segment_ids": segment_L, "positions": positions_L}
 
 
-def grain_batches(batch_source: BatchSource, start: int, stop: int, prefetch: int = 2):
-    """Batches start..stop-1 through a grain pipeline that computes the next ones in a background thread.
+def grain_batches(batch_source: BatchSource, start: int, stop: int, prefetch: int = 2, *,
+                  num_threads: int = 1, num_workers: int = 0):
+    """Batches start..stop-1, read ahead by grain.
 
-    grain reads `batch_at(step)` for each step in order (a MapDataset over the
-    step range), so the stream is exactly f(start), f(start+1), … whatever the
-    thread count; a resume simply starts the range at the checkpoint's step.
+    The run's real data (runtime.data.step_batches.BatchFunction) is read
+    through its grain pipeline (runtime.data.pipeline: a MapDataset over
+    the shard sequences, sliced per host and batched by grain) with
+    `num_threads` read-ahead threads and `num_workers` worker processes. Any
+    other BatchSource (SyntheticBatches) is a grain MapDataset over the step
+    range mapped by `batch_at`. Either way the stream is f(start), f(start+1), …
+    whatever the thread or worker count; a resume simply starts at the checkpoint's step.
     """
     import grain  # noqa: PLC0415 (imported only by the trainer)
 
     if stop <= start:
         return iter(())
+    make_dataset = getattr(batch_source, "grain_dataset", None)
+    if make_dataset is not None:
+        return iter(make_dataset(start, stop, num_threads=num_threads, prefetch_buffer_size=prefetch,
+                                 num_workers=num_workers))
     steps = grain.MapDataset.range(start, stop).map(batch_source.batch_at)
-    return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)))
+    return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)))

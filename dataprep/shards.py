@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from runtime.data.atomic_dir import building
-from runtime.data.digests import digest_of_files, sha256_file, sha256_json
+from dataprep.atomic_dir import building, exclusive
+from dataprep.digests import digest_of_files, sha256_file, sha256_json
 
 SHARDS_DIR = "shards"
+TOKENIZATIONS_LOG = "tokenizations.jsonl"
 SHARD_FORMAT = 1
 ENCODE_BATCH_DOCUMENTS = 256
 _DATA_FILES = ("tokens.npy", "offsets.npy")
@@ -92,18 +93,26 @@ def shard_key(corpus_digest: str, tokenizer_digest: str) -> str:
 
 
 def build_shard(manifest, tokenizer_artifact, root_dir: str | os.PathLike[str]) -> TokenShard:
-    """Tokenize a prepared corpus (runtime.data.manifest.Manifest) once; reuse after.
+    """Tokenize a prepared corpus (dataprep.manifest.Manifest) once; reuse after.
 
-    tokenizer_artifact: a runtime.data.tokenizer.TokenizerArtifact.
+    tokenizer_artifact: a dataprep.tokenizer.TokenizerArtifact.
     Returns the opened, verified shard; tokens/s is logged and kept in build.json.
     """
-    from runtime.data.corpora import read_documents  # tfds is only needed to build
-
     key = shard_key(manifest.digest, tokenizer_artifact.digest)
     destination = Path(root_dir) / SHARDS_DIR / key
     existing = _open_if_complete(destination)
     if existing is not None:
         return existing
+    with exclusive(destination):  # a concurrent builder of the same shard finishes first; then it is found
+        existing = _open_if_complete(destination)
+        if existing is not None:
+            return existing
+        return _tokenize_corpus(manifest, tokenizer_artifact, destination)
+
+
+def _tokenize_corpus(manifest, tokenizer_artifact, destination: Path) -> TokenShard:
+    from dataprep.corpora import read_documents  # tfds is only needed to build
+
     tokenizer = tokenizer_artifact.load()
     tokenizer.encode_special_tokens = True  # "<|endoftext|>" inside a document is just text
     source = read_documents(manifest)
@@ -175,7 +184,32 @@ def write_shard(
             json.dumps({"seconds": round(seconds, 3), "tokens_per_second": round(rate)}) + "\n"
         )
         log.info("tokenized %s: %d tokens in %.2f s (%.0f tokens/s)", source, num_tokens, seconds, rate)
+    _record_tokenization(destination, source, num_tokens, seconds)
     return open_shard(destination)
+
+
+def _record_tokenization(destination: Path, source: str, num_tokens: int, seconds: float) -> None:
+    """Append one line to `<shards>/tokenizations.jsonl`: every tokenization this data root ever ran.
+
+    A shard is built once and then shared, so this log is how a user (and a
+    test) sees that N runs, processes or hosts over one source tokenized it once.
+    One O_APPEND write per line, so concurrent builders never interleave.
+    """
+    line = json.dumps({"shard": destination.name, "source": source, "tokens": int(num_tokens),
+                       "seconds": round(seconds, 3), "pid": os.getpid()}, sort_keys=True) + "\n"
+    fd = os.open(destination.parent / TOKENIZATIONS_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def tokenizations(root_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every tokenization recorded under a data root (oldest first)."""
+    path = Path(root_dir) / SHARDS_DIR / TOKENIZATIONS_LOG
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def open_shard(path: str | os.PathLike[str], *, verify: bool = True) -> TokenShard:
