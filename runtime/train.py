@@ -7,7 +7,7 @@ where it stopped and resumed:
 
   * batch s is `batch_source.batch_at(s)`, a pure function of the step,
     read ahead by the grain pipeline (runtime.data.pipeline via runtime.device_batches);
-  * every checkpoint holds the full state (params, optimizer, step)
+  * every checkpoint holds the full state (params, optimizer, step, PRNG key)
     and the digest record so far, and a resumed run continues from exactly
     that record;
   * on cpu each step's loss is waited for (`jax.block_until_ready`) before
@@ -202,10 +202,12 @@ def _fresh_start(run: _Run, parent_dir) -> tuple[train_state_lib.TrainState, dig
         opt_state = train_state_lib.init_opt_state(run.tx, params, layout)
         if start.opt_state is not None:
             opt_state = optimizer_lib.carry_adam_moments(start.opt_state, opt_state)
+        rng_seed = spec.data.seed
     else:
         params = train_state_lib.init_params(run.parts, spec.init.seed, layout)
         opt_state = train_state_lib.init_opt_state(run.tx, params, layout)
-    state = jax.device_put(train_state_lib.fresh_state(params, opt_state, layout), layout.shardings)
+        rng_seed = spec.init.seed
+    state = jax.device_put(train_state_lib.fresh_state(params, opt_state, rng_seed, layout), layout.shardings)
     return state, digest_lib.DigestRecord(run.request.hash, run.request.name, spec.total_steps)
 
 
@@ -267,14 +269,14 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
     digest_fn = param_digest.digest_function(run.layout.shardings.params, sharding_lib.replicated(run.mesh))
     last = time.perf_counter()
 
-    def read(s: int, metrics) -> None:
+    def read(s: int, metrics, dispatched: float) -> None:
         nonlocal last
         loss = np.asarray(jax.block_until_ready(metrics["loss"]))
         if not math.isfinite(float(loss)):
             raise TrainingFailed(f"loss is {float(loss)} at step {s}; stopping before it is checkpointed")
         record.losses.append(digest_lib.loss_bits(loss))
         now = time.perf_counter()
-        clock.step_seconds.append(now - last)  # between two reads: one step, checkpoint saves excluded
+        clock.step_seconds.append(now - dispatched)
         tokens_per_s = tokens_per_step / max(now - last, 1e-9)
         last = now
         metrics_log.write(step=s, loss=float(loss), lr=float(metrics["lr"]), grad_norm=float(metrics["grad_norm"]),
@@ -283,14 +285,15 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
 
     try:
         batch = next_batch(step) if step < stop else None
-        pending = None  # (step, metrics) dispatched, loss not read yet
         last = clock.loop_started = time.perf_counter()
+        pending = None  # (step, metrics, dispatch time) dispatched, loss not read yet
         while step < stop:
+            dispatched = time.perf_counter()
             state, metrics = step_fn(state, batch)
             batch = next_batch(step + 1) if step + 1 < stop else None  # host work overlaps the device step
             if pending is not None:
                 read(*pending)
-            pending = (step, metrics)
+            pending = (step, metrics, dispatched)
             step += 1
             digest_now = step % digest_every == 0 or step == total_steps
             save_now = step % every == 0 or step == stop
@@ -308,7 +311,6 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
                 saving = time.perf_counter()
                 store.save(state, {"run_hash": run.request.hash, "step": step, "digest": record.to_json()})
                 clock.checkpoint_seconds.append(time.perf_counter() - saving)
-                last = time.perf_counter()  # the next step's time starts after the save
                 if run.is_writer:
                     digest_lib.write_digest(paths[run_dir_lib.DIGEST], record)
                     timing_lib.write(paths[run_dir_lib.TIMING], clock, time.perf_counter(), step,

@@ -13,7 +13,7 @@ import numpy as np
 from flax import nnx
 
 from compiler.spec import MeshSpec
-from runtime import batches, mesh as mesh_lib, model as model_lib, sharding, train_state
+from runtime import device_batches as batches, mesh as mesh_lib, model as model_lib, sharding, train_state
 from tests.runtime.runs import tiny_spec
 
 
