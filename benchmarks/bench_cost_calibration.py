@@ -39,6 +39,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from goals import report
+
 REPO = Path(__file__).resolve().parents[1]
 RUNIX = Path(sys.executable).with_name("runix")
 DATA_ROOT = REPO / ".runix" / "data"
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(baseline, the uncalibrated model: {baseline:.2f}×)")
         ok = abs(calibrated - 1) <= TOLERANCE
         print("within ±30%" if ok else "OUTSIDE ±30%")
+        report("|calibrated price / measured - 1| (median)", round(abs(calibrated - 1), 3), f"<= {TOLERANCE}")
+        report("uncalibrated model price / measured (median)", round(baseline, 3), unit="x")
         return 0 if ok else 1
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compiler import step_time  # noqa: E402
 from compiler.hardware import profile  # noqa: E402
+from goals import report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   mean |error|: fit {statistics.fmean(fit_errors):.1%}, leave-one-out {statistics.fmean(loo_errors):.1%}, "
               f"flat default MFU {statistics.fmean(flat_errors):.1%}")
         print(f"   ratio flat / leave-one-out: {statistics.fmean(flat_errors) / statistics.fmean(loo_errors):.2f}x\n")
+        report(f"{family}: flat-MFU error / leave-one-out error", round(statistics.fmean(flat_errors) / statistics.fmean(loo_errors), 3),
+               "> 1", unit="x")
         raw["families"][family]["constants"] = fitted.to_json()
     if args.write:
         step_time.DATA_FILE.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
