@@ -8,9 +8,15 @@ optional MFU override; it reads no clock, file or environment and never
 imports jax.
 
 Per run: parameters and training FLOPs (compiler.flops), peak memory per chip
-(compiler.memory) against the accelerator's (compiler.hardware), and
-    chip-hours = FLOPs ÷ (peak FLOP/s per chip × MFU) ÷ 3600
-    wall-clock hours = chip-hours ÷ chips of the run's mesh.
+(compiler.memory) against the accelerator's (compiler.hardware), and its
+price (compiler.pricing): the steps' chip-hours from the size-aware step-time
+model (compiler.step_time), from measurements of built runs of the same
+accelerator (compiler.calibration, passed in as `measurements`), or at one
+MFU (`mfu`), with the MFU it is priced at; plus its overheads (compile,
+startup, checkpoint saves, evaluations), so that
+    chip-hours = FLOPs ÷ (peak FLOP/s per chip × priced MFU) ÷ 3600   (the steps)
+    total chip-hours = chip-hours + overhead chip-hours
+    wall-clock hours = total chip-hours ÷ chips of the run's mesh.
 A run whose hash is in `built` is skipped on launch, as Nix skips a built
 derivation: its status is "built" and it adds nothing to the totals.
 
@@ -33,17 +39,20 @@ compiler.validate.)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from compiler.data_checks import data_problems
 from compiler.flops import FlopCount, ParameterCount, parameter_count, training_flops
 from compiler.hardware import HardwareProfile, profile
 from compiler.memory import MemoryEstimate, memory_per_chip, value
+from compiler.pricing import Price, price_run
 from compiler.problems import Problem, SpecError
 from compiler.specset import CompiledRun, SpecSet
+from compiler.step_time import load as load_step_time
 
 if TYPE_CHECKING:
+    from compiler.calibration import Measurement
     from compiler.lock import Lock
 
 PLAN_FORMAT = 1
@@ -70,6 +79,7 @@ class RunPlan:
     params: ParameterCount
     flops: FlopCount
     memory: MemoryEstimate
+    price: Price
     unresolved: tuple[UnresolvedInput, ...] = ()  # empty: every input is locked (or no lock was given)
 
     @property
@@ -83,12 +93,21 @@ class RunPlan:
 
     @property
     def chip_hours(self) -> float:
-        """Estimated chip-hours to train the run (whether or not it is built)."""
-        return self.flops.total / (self.hardware.peak_flops * self.mfu) / 3600
+        """Estimated chip-hours of the run's steps (whether or not it is built): FLOPs ÷ (peak × mfu) ÷ 3600."""
+        return self.price.step_chip_hours
+
+    @property
+    def overhead_chip_hours(self) -> float:
+        """Compile, startup, checkpoint saves and evaluations (compiler.pricing)."""
+        return self.price.overhead_chip_hours
+
+    @property
+    def total_chip_hours(self) -> float:
+        return self.price.total_chip_hours
 
     @property
     def wall_hours(self) -> float:
-        return self.chip_hours / self.run.spec.mesh.chips
+        return self.total_chip_hours / self.run.spec.mesh.chips
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +119,12 @@ class Totals:
     built: int
     tokens: int
     flops: int
-    chip_hours: float
-    wall_hours: float  # the runs one after another
+    chip_hours: float  # the runs' steps
+    wall_hours: float  # the runs one after another, overheads included
     critical_path_hours: float  # the longest parent → child chain, if every independent run had its own chips
     unresolved: int = 0  # runs to build with an input unresolved here: priced, but launch refuses them
+    overhead_chip_hours: float = 0.0  # compile, startup, checkpoint saves, evaluations
+    total_chip_hours: float = 0.0  # chip_hours + overhead_chip_hours: what the bill says
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +152,8 @@ class Plan:
             wall_hours=sum(r.wall_hours for r in pending),
             critical_path_hours=max(finish.values(), default=0.0),
             unresolved=sum(1 for r in pending if r.unresolved),
+            overhead_chip_hours=sum(r.overhead_chip_hours for r in pending),
+            total_chip_hours=sum(r.total_chip_hours for r in pending),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +170,7 @@ class Plan:
                     "chips_per_host": hw.chips_per_host,
                     "default_mfu": hw.default_mfu,
                     "source": hw.source,
+                    "hbm_bytes_per_s_per_chip": hw.hbm_bytes_per_s,
                 }
                 for hw in self.hardware()
             },
@@ -198,22 +222,39 @@ def _run_json(r: RunPlan) -> dict[str, Any]:
         "mfu": r.mfu,
         "chip_hours": r.chip_hours,
         "wall_hours": r.wall_hours,
+        "price": {
+            "source": r.price.source,
+            "detail": r.price.detail,
+            "built_runs": r.price.built_runs,
+            "seconds_per_step": r.price.seconds_per_step,
+            "aot_check": None,
+        },
+        "overheads": {
+            name: {"seconds": o.seconds, "chip_hours": o.chip_hours(spec.mesh.chips), "source": o.source}
+            for name, o in r.price.overheads.items()
+        },
+        "checkpoint_saves": r.price.checkpoint_saves,
+        "overhead_chip_hours": r.overhead_chip_hours,
+        "total_chip_hours": r.total_chip_hours,
         "unresolved_inputs": [{"input": u.what, "uri": u.uri, "reason": u.reason} for u in r.unresolved],
     }
 
 
 def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | None = None,
-         lock: Lock | None = None) -> Plan:
+         lock: Lock | None = None, measurements: Sequence[Measurement] = ()) -> Plan:
     """Price every run of `spec_set`; raise SpecError with every run that cannot run on its mesh.
 
     `built` holds the hashes already in the store (`Store.built_hashes`);
-    `mfu` overrides every profile's default_mfu; `lock` is the spec set's lock
+    `mfu` prices every run's steps at that one MFU instead of the step-time
+    model; `measurements` are the built runs' timing records
+    (compiler.calibration.read_measurements) the prices calibrate on; `lock` is the spec set's lock
     (the runs' unresolved inputs, and the token counts that check each
     source's budget against its `max_repeats`).
     """
     if mfu is not None and not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
     built = frozenset(built)
+    step_time = load_step_time()
     runs: list[RunPlan] = []
     problems: list[Problem] = []
     for run in spec_set.runs:
@@ -221,10 +262,10 @@ def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | N
         hardware = profile(spec.mesh.accelerator)
         memory = memory_per_chip(spec, hardware.memory_per_chip(spec.mesh.chips))
         unresolved = () if lock is None else tuple(UnresolvedInput(*entry) for entry in lock.unresolved_inputs(spec))
+        price = price_run(spec, hardware, step_time, measurements, mfu)
         runs.append(RunPlan(
-            run=run, built=run.hash in built, hardware=hardware,
-            mfu=hardware.default_mfu if mfu is None else mfu,
-            params=parameter_count(spec.model), flops=training_flops(spec), memory=memory,
+            run=run, built=run.hash in built, hardware=hardware, mfu=price.mfu,
+            params=parameter_count(spec.model), flops=training_flops(spec), memory=memory, price=price,
             unresolved=unresolved,
         ))
         problems.extend(_mesh_problems(run))

@@ -7,6 +7,7 @@ A run directory holds one training run:
   digest.json    the digest record (runtime.digest), rewritten at every checkpoint
   metrics.jsonl  one JSON line per step, for people and plots
   run.json       how the bits were computed: mesh layout, shardings, numerics facts
+  timing.json    what the build measured of its cost: step time, compile, saves (runtime.timing)
   error.log      the traceback of a failed run (exit code 1), if any
 """
 
@@ -23,8 +24,8 @@ import pydantic
 from compiler.spec import RunSpec
 from runtime.errors import BadInput
 
-SPEC, CHECKPOINTS, DIGEST, METRICS, RUN_RECORD, ERROR_LOG = (
-    "spec.json", "checkpoints", "digest.json", "metrics.jsonl", "run.json", "error.log")
+SPEC, CHECKPOINTS, DIGEST, METRICS, RUN_RECORD, ERROR_LOG, TIMING = (
+    "spec.json", "checkpoints", "digest.json", "metrics.jsonl", "run.json", "error.log", "timing.json")
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -40,7 +41,7 @@ class RunRequest:
 
 def paths(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
     root = Path(run_dir)
-    return {name: root / name for name in (SPEC, CHECKPOINTS, DIGEST, METRICS, RUN_RECORD, ERROR_LOG)}
+    return {name: root / name for name in (SPEC, CHECKPOINTS, DIGEST, METRICS, RUN_RECORD, ERROR_LOG, TIMING)}
 
 
 def load_request(run_dir: str | os.PathLike[str]) -> RunRequest:

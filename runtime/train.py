@@ -43,6 +43,7 @@ from runtime import progress as progress_lib
 from runtime import run_dir as run_dir_lib
 from runtime import schedule as schedule_lib
 from runtime import sharding as sharding_lib
+from runtime import timing as timing_lib
 from runtime import train_state as train_state_lib
 from runtime import train_step as train_step_lib
 from runtime.errors import BadInput, TrainingFailed
@@ -105,6 +106,7 @@ def train_run(
       BadInput: unusable input (see runtime.errors); nothing was written.
       TrainingFailed: training did not finish; the last checkpoint stands.
     """
+    started = time.perf_counter()  # timing.json's startup and wall seconds count from here
     request = run_dir_lib.RunRequest(hash=run_hash, name=spec.name, parent_hash=parent_hash, spec=spec)
     _check_init(request, parent_dir)
     pin_jax_config()
@@ -132,7 +134,7 @@ def train_run(
         _write_spec_json(paths, request)
         _write_run_record(run, resumed_from=None if existing is None else existing[0])
     return _loop(run, state, record, batch_source, stop_after_step, show_progress and run.is_writer,
-                 read_ahead={"num_threads": data_threads, "num_workers": data_workers})
+                 read_ahead={"num_threads": data_threads, "num_workers": data_workers}, started=started)
 
 
 def _prepare(request: run_dir_lib.RunRequest, paths: dict[str, Path]) -> _Run:
@@ -225,7 +227,7 @@ def _default_batch_source(spec: RunSpec, data_root, run_dir, mesh) -> batches_li
 
 
 def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_after_step: int | None,
-          show_progress: bool, read_ahead: dict | None = None) -> digest_lib.DigestRecord:
+          show_progress: bool, read_ahead: dict | None = None, *, started: float) -> digest_lib.DigestRecord:
     """Steps from state.step to the end (or stop_after_step): losses, digests, metrics and checkpoints."""
     spec, paths = run.spec, run.paths
     total_steps = spec.total_steps
@@ -235,9 +237,12 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
     digest_every = spec.checkpoint.digest_every
     stop = total_steps if stop_after_step is None else max(0, min(total_steps, stop_after_step))
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
+    clock = timing_lib.SessionClock(started, first_step=int(state.step))
+    compiling = time.perf_counter()
     step_fn = train_step_lib.compile_train_step(
         run.parts.graphdef, run.tx, run.learning_rate, run.layout, batches_lib.abstract_batch(sequences, length),
         batch_sharding, reduction=numerics.gradient_reduction(spec.mesh))
+    clock.compile_seconds = time.perf_counter() - compiling
 
     step = int(state.step)
     stream = batches_lib.grain_batches(batch_source, step, stop, **(read_ahead or {}))  # grain reads ahead
@@ -253,8 +258,9 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
     progress = progress_lib.TrainingProgress(spec.name, total_steps, step, enabled=show_progress)
     try:
         batch = next_batch(step) if step < stop else None
-        last = time.perf_counter()
+        last = clock.loop_started = time.perf_counter()
         while step < stop:
+            dispatched = time.perf_counter()
             state, metrics = step_fn(state, batch)
             batch = next_batch(step + 1) if step + 1 < stop else None  # host work overlaps the device step
             loss = np.asarray(jax.block_until_ready(metrics["loss"]))
@@ -262,6 +268,7 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
                 raise TrainingFailed(f"loss is {float(loss)} at step {step}; stopping before it is checkpointed")
             record.losses.append(digest_lib.loss_bits(loss))
             now = time.perf_counter()
+            clock.step_seconds.append(now - dispatched)
             tokens_per_s = tokens_per_step / max(now - last, 1e-9)
             last = now
             metrics_log.write(step=step, loss=float(loss), lr=float(metrics["lr"]), grad_norm=float(metrics["grad_norm"]),
@@ -275,9 +282,14 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
                 if step == total_steps:
                     record.final_params_sha256 = params_digest
             if step % every == 0 or step == stop:
+                saving = time.perf_counter()
                 store.save(state, {"run_hash": run.request.hash, "step": step, "digest": record.to_json()})
+                clock.checkpoint_seconds.append(time.perf_counter() - saving)
                 if run.is_writer:
                     digest_lib.write_digest(paths[run_dir_lib.DIGEST], record)
+                    timing_lib.write(paths[run_dir_lib.TIMING], clock, time.perf_counter(), step,
+                                     accelerator=str(getattr(spec.mesh.accelerator, "value", spec.mesh.accelerator)),
+                                     chips=spec.mesh.chips, tokens_per_step=tokens_per_step, total_steps=total_steps)
     finally:
         progress.close()
         metrics_log.close()

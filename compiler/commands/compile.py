@@ -2,11 +2,14 @@
 
 One row per run, parents before children: hash, name, parent, tokens, steps,
 parameters (with and without embeddings), training FLOPs, peak memory per chip
-against the chip's, MFU, chip-hours, wall-clock hours on the run's mesh, the
-numbers of the run's unresolved inputs (a column shown when any run has one)
-and status (built runs cost nothing); totals at the bottom; then the numbered
-unresolved inputs, the lockfile and store used, the hardware profiles and the
-formulas.
+against the chip's, the MFU its steps are priced at, where that price comes
+from (compiler.pricing: model, measured×N, calibrated×N, --mfu), the steps'
+chip-hours, the overheads' (compile, startup, checkpoint saves, evaluations),
+their total, wall-clock hours on the run's mesh, the numbers of the run's
+unresolved inputs (a column shown when any run has one) and status (built
+runs cost nothing); totals at the bottom; then the numbered unresolved
+inputs, the lockfile and store used, each price source and overhead source,
+the hardware profiles and the formulas.
 `--json` prints the same plan as JSON (compiler/PLAN_JSON.md). A run that
 cannot fit on its mesh is an error (exit 2).
 
@@ -18,7 +21,8 @@ depends on its token budget, and its data sizes are its `declared_tokens` —
 and is marked, since `runix launch` refuses it.
 
 Status comes from the store (`--store URL`, default `<project>/.runix/store`):
-a run whose hash is built there is "built" and costs nothing. The store is
+a run whose hash is built there is "built" and costs nothing; the built runs'
+timing records (compiler.calibration) are what the other runs are priced by. The store is
 only listed; a default store folder that does not exist means nothing is
 built, and is not created.
 
@@ -60,6 +64,7 @@ class Inputs:
     built: frozenset[str]
     store_url: str
     store_found: bool  # False: the default store folder does not exist (nothing is built)
+    measurements: tuple = ()  # compiler.calibration.Measurement of every built run with a timing record
 
 
 def load_inputs(args) -> Inputs:
@@ -71,13 +76,15 @@ def load_inputs(args) -> Inputs:
     """
     locked = load_locked_spec_set(args.paths, args.lockfile)
     if args.store is not None:
-        return Inputs(locked, _built_hashes(args.store), args.store, True)
+        built, measurements = _read_store(args.store)
+        return Inputs(locked, built, args.store, True, measurements)
     from compiler.store import default_store_url
 
     url = default_store_url(project_root(args.paths[0]))
     if not pathlib.Path(url).is_dir():
         return Inputs(locked, frozenset(), url, False)
-    return Inputs(locked, _built_hashes(url), url, True)
+    built, measurements = _read_store(url)
+    return Inputs(locked, built, url, True, measurements)
 
 
 def _input_key(u) -> tuple[str, str]:
@@ -85,12 +92,15 @@ def _input_key(u) -> tuple[str, str]:
     return u.what.split()[0], u.uri
 
 
-def _built_hashes(url: str) -> frozenset[str]:
+def _read_store(url: str) -> tuple[frozenset[str], tuple]:
+    """The built hashes, and the timing records of built runs (compiler.calibration) the prices calibrate on."""
+    from compiler.calibration import read_measurements
     from compiler.problems import Location, Problem, SpecError
     from compiler.store import Store
 
     try:
-        return frozenset(Store(url).built_hashes())
+        store = Store(url)
+        return frozenset(store.built_hashes()), tuple(read_measurements(store))
     except (ImportError, ValueError, OSError) as err:
         raise SpecError([Problem(Location(url), "--store", f"cannot list the store: {err}")]) from None
 
@@ -99,7 +109,8 @@ def run(args, console) -> int:
     from compiler.plan import plan
 
     inputs = load_inputs(args)
-    result = plan(inputs.locked.spec_set, inputs.built, mfu=args.mfu, lock=inputs.locked.lock)
+    result = plan(inputs.locked.spec_set, inputs.built, mfu=args.mfu, lock=inputs.locked.lock,
+                  measurements=inputs.measurements)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -120,7 +131,7 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
         for u in r.unresolved:
             numbers.setdefault(_input_key(u), len(numbers) + 1)
     headers = ["hash", "run", "parent", "tokens", "steps", "params", "non-emb", "FLOPs", "mem/chip",
-               "MFU", "chip-h", "wall-h", "chips", "unresolved", "status"]
+               "MFU", "price", "chip-h", "+overhead", "total chip-h", "wall-h", "chips", "unresolved", "status"]
     if not numbers:  # every input of every run is locked: no column for it
         headers.remove("unresolved")
     rows = []
@@ -130,8 +141,9 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
             r.run.short_hash, r.run.name, r.run.parent_name or (r.run.parent_hash or "")[:12] or "-",
             format_count(spec.total_tokens), f"{spec.total_steps:,}",
             format_count(r.params.total), format_count(r.params.non_embedding), format_flops(r.flops.total),
-            f"{format_bytes(r.memory.total)} {r.memory.fraction:4.0%}", f"{r.mfu:.2f}",
-            format_hours(r.chip_hours), format_hours(r.wall_hours), f"{spec.mesh.chips} {value(spec.mesh.accelerator)}",
+            f"{format_bytes(r.memory.total)} {r.memory.fraction:4.0%}", f"{r.mfu:.2f}", r.price.label,
+            format_hours(r.chip_hours), format_hours(r.overhead_chip_hours), format_hours(r.total_chip_hours),
+            format_hours(r.wall_hours), f"{spec.mesh.chips} {value(spec.mesh.accelerator)}",
             " ".join(map(str, sorted(numbers[_input_key(u)] for u in r.unresolved))) or "-",
             r.status,
         ]
@@ -141,7 +153,8 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     totals = result.totals()
     total_row = [
         "", f"total: {totals.to_build} to build", "", format_count(totals.tokens), "", "", "",
-        format_flops(totals.flops), "", "", format_hours(totals.chip_hours), format_hours(totals.wall_hours),
+        format_flops(totals.flops), "", "", "", format_hours(totals.chip_hours),
+        format_hours(totals.overhead_chip_hours), format_hours(totals.total_chip_hours), format_hours(totals.wall_hours),
         "", f"{totals.unresolved} runs", f"{totals.built} built",
     ]
     if not numbers:
@@ -154,7 +167,7 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
         console.width = max(console.width, sum(widths) + 3 * len(widths) + 1)
     table = Table(title=f"plan: {len(result.runs)} runs, parents before children", title_justify="left")
     for header, width in zip(headers, widths):
-        left = header in ("hash", "run", "parent", "unresolved", "status")
+        left = header in ("hash", "run", "parent", "price", "unresolved", "status")
         table.add_column(header, justify="left" if left else "right", no_wrap=True, width=width)
     styled = {"status": lambda r: "green" if r.built else "",
               "unresolved": lambda r: "yellow" if r.unresolved and not r.built else ""}
@@ -193,22 +206,38 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     notes.append(f"lock: {lockfiles}; store: {store}.")
     console.print(Text("\n".join(notes)), soft_wrap=True)
     lines = [
-        f"mem/chip: estimated peak per chip and its share of the chip's memory; chip-h and wall-h count runs to "
-        f"build only in the total; critical path (chains in order, independent runs side by side): "
-        f"{format_hours(totals.critical_path_hours)} wall-clock hours.",
-        "MFU assumed: " + (f"{result.mfu_override:g} for every run (--mfu)" if result.mfu_override is not None
-                           else "each accelerator's default (override with --mfu)"),
+        f"mem/chip: estimated peak per chip and its share of the chip's memory; chip-h, +overhead, total chip-h and "
+        f"wall-h count runs to build only in the total; critical path (chains in order, independent runs side by "
+        f"side): {format_hours(totals.critical_path_hours)} wall-clock hours.",
+        "price: where each run's step time comes from, and MFU the utilization it is priced at"
+        + (f" (--mfu {result.mfu_override:g} for every run):" if result.mfu_override is not None
+           else " (override with --mfu):"),
     ]
+    details: dict[str, list] = {}
+    for r in result.runs:
+        details.setdefault(f"{r.price.label}: {r.price.detail}", []).append(r)
+    for detail, runs in details.items():
+        mfus = sorted(r.mfu for r in runs)
+        span = f"MFU {mfus[0]:.2f}" if mfus[0] == mfus[-1] or f"{mfus[0]:.2f}" == f"{mfus[-1]:.2f}" \
+            else f"MFU {mfus[0]:.2f}–{mfus[-1]:.2f}"
+        lines.append(f"  {detail} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {span})")
+    lines.append("+overhead: compile + startup + checkpoint saves at each spec's cadence + other + evals, each "
+                 "with its source in --json `overheads`:")
+    for name in ("compile", "startup", "checkpoints", "other", "evals"):
+        sources = sorted({r.price.overheads[name].source for r in result.runs})
+        lines.append(f"  {name}: " + "; ".join(sources))
+    lines.append("hardware:")
     for hw in result.hardware():
         lines.append(
-            f"  {hw.name}: {hw.peak_flops / 1e12:g} TFLOP/s peak per chip, {format_capacity(hw.memory_bytes)} per "
-            f"{'host, shared by its devices' if hw.memory_shared else 'chip'}, default MFU {hw.default_mfu:g}. "
-            f"Source: {hw.source}"
+            f"  {hw.name}: {hw.peak_flops / 1e12:g} TFLOP/s peak and {hw.hbm_bytes_per_s / 1e9:g} GB/s memory "
+            f"bandwidth per chip, {format_capacity(hw.memory_bytes)} per "
+            f"{'host, shared by its devices' if hw.memory_shared else 'chip'}. Source: {hw.source}"
         )
     lines.append(
         "FLOPs = tokens × [6·(attention + MLP weights) + 6·layers·heads·head_dim·seq_len (causal attention) + "
-        "6·d_model·vocab (output layer)]; chip-h = FLOPs ÷ (peak × MFU) ÷ 3600; wall-h = chip-h ÷ chips. "
-        "Formulas and sources: compiler/flops.py, compiler/memory.py."
+        "6·d_model·vocab (output layer)]; chip-h = FLOPs ÷ (peak × MFU) ÷ 3600; total chip-h = chip-h + "
+        "overhead; wall-h = total ÷ chips. Formulas and sources: compiler/flops.py, compiler/step_time.py "
+        "(constants: compiler/step_time.json), compiler/pricing.py, compiler/memory.py."
     )
     if dry_run:
         lines.append("dry run: nothing was written.")

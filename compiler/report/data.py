@@ -5,7 +5,8 @@ Pure except for reading the store; never imports matplotlib or jax.
 Per run (its hash is the locked hash, the one `runix launch` builds):
   status        the store's: "built", or "not built" (with "building", "registered" or
                 "incomplete" when the store has that much of it)
-  estimate      chip-hours on the run's own mesh from compiler.plan (FLOPs ÷ (peak × MFU))
+  estimate      chip-hours on the run's own mesh from compiler.plan: its steps at the step-time
+                model's MFU plus its overheads (compile, checkpoint saves), nothing measured
   metrics.jsonl the loss curve, tokens trained and the measured wall time (built runs only)
   digest.json   the final loss, bit exact (the last loss of the digest record), and the
                 final parameter sha256
@@ -227,7 +228,7 @@ def collect(spec_set: SpecSet, store, *, spec_set_name: str, paths: Sequence[str
             replay = replay_status(read_replays(store.fs, replay_logs(store.root, entry.hash, entry.name, path)))
         else:
             status = NOT_BUILT if entry is None else f"{NOT_BUILT} ({entry.status})"
-        rows.append(RunRow(run, status, path, depth[run.name], offset[run.name], priced_run.chip_hours,
+        rows.append(RunRow(run, status, path, depth[run.name], offset[run.name], priced_run.total_chip_hours,
                            priced_run.mfu, value(run.spec.mesh.accelerator), metrics, replay))
     return ReportData(spec_set_name, tuple(paths), store.url, lockfile, mfu, tuple(rows), families(spec_set.runs),
                       _evals(spec_set, store, lock))

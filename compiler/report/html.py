@@ -94,7 +94,7 @@ def _header(data: ReportData, figures: Figures) -> list[str]:
     built = [r for r in data.rows if r.built]
     estimated = sum(r.chip_hours_estimated for r in data.rows)
     measured = [r.chip_hours_measured for r in built if r.chip_hours_measured is not None]
-    accelerators = sorted({f"{r.accelerator} (MFU {r.mfu:g})" for r in data.rows})
+    accelerators = sorted({f"{r.accelerator} (MFU {r.mfu:.2f})" for r in data.rows})
     meta = [f"spec set <code>{escape(' '.join(data.paths) or data.spec_set_name)}</code>",
             f"store <code>{escape(data.store_url)}</code>"]
     if data.lockfile:
@@ -164,7 +164,7 @@ def _table(data: ReportData) -> list[str]:
     out = ['<section id="runs">', "<h2>4. Runs</h2>",
            '<p class="note">Parents before children. Tokens: trained (built runs) or planned (the rest). Final training loss (on the run\'s own mixture): '
            "the last step's loss from the run's digest record. Chip-hours estimated: FLOPs ÷ (peak × MFU) on the "
-           "run's mesh; measured: the build's wall time (sum of its step times in metrics.jsonl) × its chips.</p>",
+           "run's mesh, MFU from the step-time model, plus compile and checkpoint saves; measured: the build's wall time (sum of its step times in metrics.jsonl) × its chips.</p>",
            '<div class="table-wrap"><table>', f"<thead><tr>{head}</tr></thead>", "<tbody>"]
     for row in data.rows:
         out.append(_table_row(row, names))
@@ -197,7 +197,7 @@ def _table_row(row: RunRow, names: set[str]) -> str:
                          f"chip{'s' if row.chips != 1 else ''})</small>")
     else:
         measured_cell = "–"
-    estimated = (f'<span title="{row.accelerator}, {row.chips} chips, MFU {row.mfu:g}">'
+    estimated = (f'<span title="{row.accelerator}, {row.chips} chips, MFU {row.mfu:.2f}">'
                  f"{format_hours(row.chip_hours_estimated)}</span>")
     problems = f' <small title="{escape("; ".join(m.problems))}">⚠</small>' if m is not None and m.problems else ""
     cells = {

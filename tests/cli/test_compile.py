@@ -20,16 +20,19 @@ PLAN_JSON_DOC = REPO / "compiler" / "PLAN_JSON.md"
 
 TOP_KEYS = ["format", "mfu_override", "hardware", "runs", "totals"]
 HARDWARE_KEYS = ["peak_flops_per_chip", "memory_bytes_per_chip", "memory_shared_by_host", "chips_per_host",
-                 "default_mfu", "source"]
+                 "default_mfu", "source", "hbm_bytes_per_s_per_chip"]
 RUN_KEYS = ["name", "hash", "short_hash", "parent_name", "parent_hash", "status", "location", "accelerator", "chips",
             "mesh", "steps", "tokens", "sequences_per_step", "sequence_length", "parameters", "flops",
-            "memory_per_chip", "mfu", "chip_hours", "wall_hours", "unresolved_inputs"]
+            "memory_per_chip", "mfu", "chip_hours", "wall_hours", "price", "overheads", "checkpoint_saves",
+            "overhead_chip_hours", "total_chip_hours", "unresolved_inputs"]
 NESTED_KEYS = {
     "mesh": ["data", "fsdp", "tensor"],
     "parameters": ["total", "non_embedding", "embedding", "output"],
     "flops": ["per_token", "dense_per_token", "attention_per_token", "output_per_token", "total"],
     "memory_per_chip": ["params", "grads", "optimizer", "activations", "loss", "gather", "total", "capacity",
                         "fraction", "remat", "cross_entropy", "attention"],
+    "price": ["source", "detail", "built_runs", "seconds_per_step", "aot_check"],
+    "overheads": ["compile", "startup", "checkpoints", "other", "evals"],
 }
 def compile_repo_specs(*args, tmp_path):
     """`runix compile` on the repository's spec sets against an empty store, so a
@@ -38,7 +41,7 @@ def compile_repo_specs(*args, tmp_path):
 
 
 TOTALS_KEYS = ["runs", "to_build", "built", "tokens", "flops", "chip_hours", "wall_hours", "critical_path_hours",
-               "unresolved"]
+               "unresolved", "overhead_chip_hours", "total_chip_hours"]
 
 
 def test_dry_run_table_of_the_tiny_specs(tmp_path):
@@ -52,7 +55,10 @@ def test_dry_run_table_of_the_tiny_specs(tmp_path):
     assert "61.4K" in code_row and "393K" in code_row and "131K" in code_row and "1.51e+11" in code_row
     assert "to build" in code_row
     assert "total: 6 to build" in out
-    assert "MFU assumed" in out and "cpu: 0.05 TFLOP/s peak per chip, 24 GiB per host" in out and "Source:" in out
+    assert "price: where each run's step time comes from" in out and "Source:" in out
+    assert "cpu: 0.05 TFLOP/s peak and 20 GB/s memory bandwidth per chip, 24 GiB per host" in out
+    assert "model: step-time model: tpu constants (fitted on 7 tpu-v5p points) moved to cpu" in out  # nothing built
+    assert re.search(r"│ model +│", code_row) and "+overhead" in out and "checkpoints: " in out
     assert "nothing was written" in out
     assert "every input of every run is locked" in out and "unresolved" not in out
     assert "lock: lockfiles/tiny.lock.json; store: " in out
@@ -218,7 +224,7 @@ def test_a_batch_the_mesh_cannot_split_exits_2(write_spec):
 def test_mfu_override_is_used_and_printed(tmp_path):
     result = compile_repo_specs("specs/tiny", "--dry-run", "--mfu", "0.6", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "MFU assumed: 0.6 for every run" in result.stdout
+    assert "(--mfu 0.6 for every run)" in result.stdout and "│ 0.60 │ --mfu " in result.stdout
     assert run_cli("compile", "specs/tiny", "--mfu", "1.5").returncode == 2
 
 
@@ -239,6 +245,11 @@ def test_json_keys_are_stable_and_documented(tmp_path):
     assert expected <= documented, expected - documented
     first = data["runs"][0]
     assert first["name"] == "tiny-code" and first["flops"]["total"] == 150_994_944_000
+    for name, overhead in first["overheads"].items():
+        assert list(overhead) == ["seconds", "chip_hours", "source"], name
+    assert first["total_chip_hours"] == pytest.approx(first["chip_hours"] + first["overhead_chip_hours"])
+    assert first["checkpoint_saves"] == 3  # 60 steps, every 20
+    assert first["price"]["source"] == "model" and first["price"]["built_runs"] == 0
     assert data["totals"]["runs"] == 6 and data["mfu_override"] is None
 
 

@@ -28,10 +28,16 @@ def test_runs_in_dependency_order_with_prices(tiny):
     names = [r.run.name for r in result.runs]
     assert names.index("tiny-code") < names.index("tiny-code-text") < names.index("tiny-cooldown")
     code = {r.run.name: r for r in result.runs}["tiny-code"]
-    # cpu profile: 50 GFLOP/s peak, MFU 0.30 → FLOPs / (50e9 · 0.3) / 3600 chip-hours, on 1 chip
-    assert code.chip_hours == pytest.approx(150_994_944_000 / (50e9 * 0.30) / 3600)
-    assert code.wall_hours == code.chip_hours
+    # cpu profile: 50 GFLOP/s peak; the steps are priced at the MFU the step-time model gives this shape
+    assert 0 < code.mfu < 1 and code.price.source == "model"
+    assert code.chip_hours == pytest.approx(150_994_944_000 / (50e9 * code.mfu) / 3600)
+    assert code.total_chip_hours == pytest.approx(code.chip_hours + code.overhead_chip_hours)
+    assert code.overhead_chip_hours > 0  # compile and 3 checkpoint saves
+    assert code.wall_hours == code.total_chip_hours  # one chip
     assert code.status == "to build"
+    # --mfu prices the steps at that MFU: FLOPs / (50e9 · 0.3) / 3600 chip-hours
+    fixed = {r.run.name: r for r in plan(tiny, mfu=0.30).runs}["tiny-code"]
+    assert fixed.chip_hours == pytest.approx(150_994_944_000 / (50e9 * 0.30) / 3600) and fixed.mfu == 0.30
 
 
 def test_totals_sum_the_runs_to_build(tiny):
@@ -41,6 +47,8 @@ def test_totals_sum_the_runs_to_build(tiny):
     assert totals.tokens == sum(r.run.spec.total_tokens for r in result.runs) == (60 + 40 + 20 + 3 * 30) * 1024
     assert totals.flops == sum(r.flops.total for r in result.runs)
     assert totals.chip_hours == pytest.approx(sum(r.chip_hours for r in result.runs))
+    assert totals.total_chip_hours == pytest.approx(sum(r.total_chip_hours for r in result.runs))
+    assert totals.total_chip_hours == pytest.approx(totals.chip_hours + totals.overhead_chip_hours)
     by_name = {r.run.name: r for r in result.runs}
     chain = sum(by_name[n].wall_hours for n in ("tiny-code", "tiny-code-text", "tiny-cooldown"))
     assert totals.critical_path_hours == pytest.approx(chain)
@@ -60,8 +68,8 @@ def test_a_built_run_costs_nothing(tiny):
 
 
 def test_mfu_override_scales_the_price(tiny):
-    default, halved = plan(tiny), plan(tiny, mfu=0.15)
-    assert halved.mfu_override == 0.15
+    default, halved = plan(tiny, mfu=0.3), plan(tiny, mfu=0.15)
+    assert halved.mfu_override == 0.15 and all(r.price.source == "--mfu" for r in halved.runs)
     assert halved.totals().chip_hours == pytest.approx(2 * default.totals().chip_hours)
     with pytest.raises(ValueError):
         plan(tiny, mfu=0)

@@ -81,6 +81,24 @@ def test_launch_builds_the_chain_parents_first(built_store, hashes):
     assert spec["parent_hash"] == hashes["tiny-code-text"]
 
 
+def test_built_runs_record_their_cost_and_the_dry_run_prices_from_it(built_store, chain_spec, hashes):
+    """timing.json in every entry (in its manifest), and `compile` prices the chain's shape from those records."""
+    for name in CHAIN:
+        folder = entry(built_store, hashes[name])
+        record = json.loads((folder / "timing.json").read_text())
+        assert record["steps"] == len(json.loads((folder / "digest.json").read_text())["losses"])
+        assert 0 < record["step_seconds_median"] and record["compile_seconds"] > 0
+        assert record["chip_hours"] == record["wall_seconds"] / 3600 > 0  # one cpu device
+        assert "timing.json" in json.loads((folder / "manifest.json").read_text())["files"]
+    result = runix("compile", str(chain_spec), "--json", "--store", str(built_store))
+    assert result.returncode == 0, result.stderr
+    for run in json.loads(result.stdout)["runs"]:
+        assert run["price"]["source"] == "measured" and run["price"]["built_runs"] == 3, run["name"]
+        assert run["overheads"]["compile"]["source"] == "measured on 3 built runs of this shape"
+    table = runix("compile", str(chain_spec), "--dry-run", "--store", str(built_store)).stdout
+    assert "measured×3: median step time of 3 built runs of this shape on cpu" in table
+
+
 def test_relaunch_trains_nothing(built_store, chain_spec):
     before = {p: p.stat().st_mtime_ns for p in built_store.rglob("digest.json")}
     result = runix("launch", str(chain_spec), "--store", str(built_store))

@@ -51,6 +51,11 @@ def test_uninterrupted_run_is_complete(base):
     assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == [8, 12]
     sessions = json.loads((run_dir / "run.json").read_text())["sessions"]
     assert sessions[0]["mesh"]["axes"] == {"data": 1, "fsdp": 1, "tensor": 1}
+    # What the build measured of its cost, for the dry run to price by (runtime.timing).
+    timing = json.loads((run_dir / "timing.json").read_text())
+    assert timing["steps"] == 12 and timing["steps_timed"] == 11 and timing["checkpoint_saves"] == 3
+    assert 0 < timing["step_seconds_median"] < timing["wall_seconds"] and timing["compile_seconds"] > 0
+    assert timing["chip_hours"] == pytest.approx(timing["wall_seconds"] / 3600)
 
 
 def test_stop_then_resume_equals_uninterrupted(base, tmp_path):
@@ -67,6 +72,8 @@ def test_stop_then_resume_equals_uninterrupted(base, tmp_path):
     assert digest_lib.first_difference(resumed, uninterrupted) is None and resumed == uninterrupted
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(12))  # each step once
+    sessions = json.loads((tmp_path / "timing.json").read_text())["sessions"]
+    assert [(s["first_step"], s["last_step"]) for s in sessions] == [(0, 6), (6, 12)]  # resumed from checkpoint 6
 
 
 def test_built_run_is_not_trained_again(base):
