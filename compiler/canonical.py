@@ -8,7 +8,9 @@ round-trip floats, -0.0 folded into 0.0) of:
   * the parent's hash in place of its name (a child's hash contains its
     parents', transitively, as in Nix),
   * the locked inputs of the run (data and tokenizer digests, runtime
-    software and numerics facts) once a lockfile provides them.
+    software and numerics facts) once a lockfile provides them; an input
+    pinned by content then enters by its digest alone, not by its URI
+    (`_address_by_content`), so moved bytes keep their hashes.
 Nothing else: not file layout, key order, comments, store or launcher.
 """
 
@@ -23,6 +25,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from compiler.spec import SCHEMA_VERSION, ParentInit, RunSpec
+
+TFDS_PREFIX = "tfds://"
 
 
 def hashed_view(value: Any) -> Any:
@@ -57,7 +61,27 @@ def hash_document(resolved: RunSpec, parent_hash: str | None, inputs: Mapping[st
     run = hashed_view(resolved)
     if isinstance(resolved.init, ParentInit):
         run["init"] = {"kind": "parent", "parent": parent_hash, "optimizer_state": resolved.init.optimizer_state}
+    if inputs:
+        _address_by_content(run, inputs)
     return {"runix_schema": SCHEMA_VERSION, "run": run, "inputs": dict(inputs or {})}
+
+
+def _address_by_content(run: dict[str, Any], inputs: Mapping[str, Any]) -> None:
+    """Drop the location of every input the lock pinned by content: its digest stands for it.
+
+    A source's bytes enter the hash as its locked digest (with the reader
+    options, which are spec fields), so moving or copying them to another
+    folder or bucket changes no hash; a tokenizer likewise. Kept: the URI of
+    an unresolved input (nothing else names it) and of a `tfds://` source
+    (its split, e.g. train[:10%], selects within the locked files).
+    """
+    sources = inputs.get("sources") or {}
+    for name, source in (run.get("data", {}).get("sources") or {}).items():
+        locked = sources.get(name) or {}
+        if "digest" in locked and not str(source.get("uri", "")).startswith(TFDS_PREFIX):
+            source.pop("uri", None)
+    if "digest" in (inputs.get("tokenizer") or {}):
+        run.get("data", {}).pop("tokenizer", None)
 
 
 def run_hash(resolved: RunSpec, parent_hash: str | None, inputs: Mapping[str, Any] | None = None) -> str:

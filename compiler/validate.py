@@ -150,6 +150,14 @@ def _check_sources(spec: RunSpec, steps: int, add) -> None:
     length = spec.batch.sequence_length
     ok = True
     for name, src in sources.items():
+        # Reader options choose how files become documents; a built-in corpus has its own documents.
+        if src.uri.startswith("builtin://"):
+            for option in ("format", "text_field"):
+                if getattr(src, option) is not None:
+                    add(("data", "sources", name, option), f"{option} applies to file and tfds:// sources; "
+                                                           f"{src.uri} is a built-in corpus with its own documents")
+        elif src.uri.startswith("tfds://") and src.format is not None:
+            add(("data", "sources", name, "format"), "a tfds:// source is read by TFDS; only text_field applies")
         if (src.tokens is None) == (src.share is None):
             add(("data", "sources", name), "state exactly one of `tokens` or `share`")
             ok = False

@@ -59,6 +59,12 @@ class ReaderOptions:
         if self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; one of {', '.join(FORMATS)}")
 
+    @classmethod
+    def of(cls, source) -> ReaderOptions:
+        """The options of a spec source (compiler.spec.DataSource): unset means auto / text."""
+        fmt = getattr(source.format, "value", source.format)
+        return cls(format=fmt or "auto", text_field=source.text_field or "text")
+
     def key(self) -> dict[str, Any]:
         """What of the options changes the documents (enters content addresses)."""
         return {"reader": READER_VERSION, "format": self.format, "text_field": self.text_field}

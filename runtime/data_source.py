@@ -92,7 +92,7 @@ def run_shards(spec: RunSpec, root: Path, lock_entries: Mapping[str, Any] | None
     for name, src in sorted(spec.data.sources.items()):
         if not src.uri.startswith(BUILTIN):
             locked = _external_lock(name, src.uri, lock_entries)
-            options = ReaderOptions(format=src.format.value if src.format else "auto", text_field=src.text_field or "text")
+            options = ReaderOptions.of(src)
             try:
                 out[name] = external.build_external_shard(name, src.uri, locked, artifact, root, options=options)
             except external.SourceIntegrityError as e:

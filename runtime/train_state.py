@@ -136,12 +136,3 @@ def fresh_state(params, opt_state, rng_seed: int, layout: StateLayout) -> TrainS
         opt_state=opt_state,
         rng=jax.device_put(rng.astype(jnp.uint32), layout.shardings.rng),
     )
-
-
-def host_params(params):
-    """Params as host numpy arrays (for digests), gathered from every process when sharded across processes."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils  # noqa: PLC0415 (multi-process runs only)
-
-        return multihost_utils.process_allgather(params, tiled=True)
-    return jax.device_get(params)

@@ -49,6 +49,8 @@ from compiler.problems import Location, Problem, SpecError
 from compiler.specset import CompiledRun, InputsFor, SpecSet, compile_documents, read_documents
 
 HASHED, NOT_HASHED, VIA_PARENT = "changes the hash", "not hashed", "hashed as the parent's hash"
+LOCATION = "location only: same locked content, not hashed"
+_LOCATIONS = re.compile(r"^data\.(sources\.[^.]+\.uri|tokenizer)$")
 _MISSING = object()
 _HEX = re.compile(r"^[0-9a-f]{6,64}$")
 
@@ -74,7 +76,7 @@ class FieldChange:
     path: str  # dotted field path, e.g. schedule.phases[0].peak
     a: Any  # _MISSING when the field is absent on that side
     b: Any
-    effect: str  # HASHED, NOT_HASHED or VIA_PARENT
+    effect: str  # HASHED, NOT_HASHED, LOCATION or VIA_PARENT
 
 
 def _flatten(a: Any, b: Any, path: str, out: list[tuple[str, Any, Any]]) -> None:
@@ -125,6 +127,8 @@ def field_changes(a: CompiledRun, b: CompiledRun, inputs_a: InputsFor | None = N
             effect = VIA_PARENT
         elif _within_hashed(path, hashed_paths):
             effect = HASHED
+        elif _LOCATIONS.match(path) and inputs_a is not None and inputs_b is not None:
+            effect = LOCATION  # compiler.canonical: a locked input enters by its digest, which is the same
         else:
             effect = NOT_HASHED
         changes.append(FieldChange(path, va, vb, effect))
@@ -343,7 +347,7 @@ def _changes_table(changes: Sequence[FieldChange], title: str):
     for header in ("field", "A", "B", "effect"):
         table.add_column(header, overflow="fold")
     for change in changes:
-        style = "bold" if change.effect == HASHED else "dim" if change.effect == NOT_HASHED else ""
+        style = "bold" if change.effect == HASHED else "dim" if change.effect in (NOT_HASHED, LOCATION) else ""
         table.add_row(Text(change.path), Text(_show(change.a)), Text(_show(change.b)), Text(change.effect, style=style))
     return table
 
@@ -356,6 +360,9 @@ def _print_pair(op_a: Operand, a: CompiledRun, op_b: Operand, b: CompiledRun, co
     lines = [f"A  {a.short_hash}  {a.name}  ({op_a.label})", f"B  {b.short_hash}  {b.name}  ({op_b.label})"]
     if a.hash == b.hash:
         lines.append("same hash: they train the same bits" + (" (the fields below are not hashed)" if changes else ""))
+        moved = [c.path for c in changes if c.effect == LOCATION]
+        if moved and len(moved) == len(changes):
+            lines.append(f"only the location changed ({', '.join(moved)}): the lock pinned the same content")
     else:
         hashed = sorted({c.path for c in changes if c.effect == HASHED})
         lines.append(f"hash changed by: {', '.join(hashed)}")

@@ -108,7 +108,7 @@ def _prepare_run(run, lock, root, pipeline_args, stage_url, problems):
         locked = (entries["sources"].get(name) or {}).get("locked") or {}
         if src.uri.startswith(BUILTIN) or locked.get("type") != "files":
             continue
-        options = ReaderOptions(format=src.format.value if src.format else "auto", text_field=src.text_field or "text")
+        options = ReaderOptions.of(src)
         try:
             yield name, build_shard_on_beam(name, src.uri, locked, artifact, root, options=options,
                                             pipeline_args=pipeline_args, stage_url=stage_url)

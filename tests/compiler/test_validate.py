@@ -112,3 +112,19 @@ def test_the_1024_token_source_needs_two_repeats_as_the_runtime_counts(write_spe
     assert p.path.endswith("code.max_repeats")
     (ok,) = load_spec_set([write_spec(text.replace("max_repeats: 1", "max_repeats: 2"))]).runs
     assert ok.spec.data.sources["code"].max_repeats == 2
+
+
+def test_reader_options_only_where_files_are_read(write_spec):
+    text = MINIMAL_RUN.replace("share: 1.0}", "share: 1.0, format: parquet, text_field: body}")
+    messages = sorted(p.message for p in problems(write_spec, text))
+    assert len(messages) == 2 and all("builtin://code is a built-in corpus" in m for m in messages)
+    ok = MINIMAL_RUN.replace('"builtin://code", role: code, share: 1.0}',
+                             '"/data/web/*.parquet", role: text, share: 1.0, format: parquet, text_field: content}')
+    (run,) = load_spec_set([write_spec(ok)]).runs
+    assert run.spec.data.sources["code"].format == "parquet"
+    assert run.spec.data.sources["code"].text_field == "content"
+    default = MINIMAL_RUN.replace('"builtin://code", role: code, share: 1.0}',
+                                  '"/data/web.jsonl", role: text, share: 1.0, text_field: text}')
+    (spelled,) = load_spec_set([write_spec(default, "b.yaml")]).runs
+    (plain,) = load_spec_set([write_spec(MINIMAL_RUN.replace('"builtin://code"', '"/data/web.jsonl"'), "c.yaml")]).runs
+    assert spelled.hash == plain.hash  # text_field: text is the default, spelt out

@@ -182,3 +182,11 @@ def test_lines_split_like_str_splitlines_across_any_chunking(pieces, cuts):
         chunks.append(data[start:start + cut])
         start += cut
     assert [line.decode() for line in _lines(iter(chunks))] == data.decode().splitlines()
+
+
+def test_options_of_a_spec_source():
+    from compiler.spec import DataSource
+
+    assert ReaderOptions.of(DataSource(uri="/d", role="text", tokens=0)) == ReaderOptions()
+    source = DataSource(uri="/d", role="text", tokens=0, format="parquet", text_field="content")
+    assert ReaderOptions.of(source) == ReaderOptions(format="parquet", text_field="content")

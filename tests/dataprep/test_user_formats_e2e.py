@@ -52,7 +52,8 @@ def spec_text(root: Path, vocab_size: int, tokenizer: Path) -> str:
         "steps": STEPS,
         "init": {"kind": "scratch", "seed": 0},
         "data": {"seed": 0, "tokenizer": f"file://{tokenizer}", "sources": {
-            "web": {"uri": str(root / "web" / "*.parquet"), "role": "text", "tokens": BUDGETS["web"], "max_repeats": 20},
+            "web": {"uri": str(root / "web" / "*.parquet"), "role": "text", "tokens": BUDGETS["web"], "max_repeats": 20,
+                    "format": "parquet"},
             "code": {"uri": str(root / "code.jsonl.zst"), "role": "code", "tokens": BUDGETS["code"],
                      "text_field": "body", "max_repeats": 20},
         }},

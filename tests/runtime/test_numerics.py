@@ -67,3 +67,22 @@ def test_entry_point_imports_no_jax_before_pinning():
     code = "import sys, runtime.__main__, runtime.data_source, runtime.digest; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_tpu_facts_name_libtpu_and_its_pinned_flags():
+    mesh = MeshSpec(accelerator="tpu-v5e", chips=8, axes={"fsdp": 8})
+    bits = numerics.numerics_facts(mesh)["bits"]
+    assert set(bits["accelerator_packages"]) == {"libtpu"}
+    assert bits["accelerator_packages"]["libtpu"]  # installed from requirements.lock (jax[tpu])
+    assert bits["libtpu_init_args"] == numerics.TPU_INIT_ARGS
+    assert numerics.pinned_environment(mesh)["LIBTPU_INIT_ARGS"] == numerics.TPU_INIT_ARGS
+    assert "cpu_isa" not in bits and "xla_gpu_flags" not in bits
+
+
+def test_gpu_facts_name_the_cuda_plugin_and_the_determinism_flags():
+    mesh = MeshSpec(accelerator="gpu-h100", chips=8, axes={"fsdp": 8})
+    bits = numerics.numerics_facts(mesh)["bits"]
+    assert set(bits["accelerator_packages"]) == {"jax-cuda12-plugin", "jax-cuda12-pjrt"}
+    assert "--xla_gpu_deterministic_ops=true" in bits["xla_gpu_flags"]
+    env = numerics.pinned_environment(mesh)
+    assert env["XLA_FLAGS"].split() == list(numerics.GPU_DETERMINISM_FLAGS) and "LIBTPU_INIT_ARGS" not in env
