@@ -227,7 +227,11 @@ class _Model:
         record = digest_lib.read_digest(paths[run_dir_lib.DIGEST])
         expected = record.final_params_sha256 if step == spec.total_steps else record.params_sha256.get(step)
         if expected is not None:
-            actual = digest_lib.params_sha256(train_state_lib.host_params(state.params))
+            from runtime import param_digest  # noqa: PLC0415
+            from runtime import sharding as sharding_lib  # noqa: PLC0415
+
+            digest_fn = param_digest.digest_function(layout.shardings.params, sharding_lib.replicated(mesh))
+            actual = param_digest.lanes_to_digest(state.params, digest_fn(state.params))  # as the trainer records it
             if actual != expected:
                 raise BadInput(f"run {request.name}: checkpoint {step} has parameters sha256 {actual}, but the "
                                f"run's digest record says {expected}")
