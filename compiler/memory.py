@@ -31,15 +31,19 @@ chip = b·S, names as in compiler.flops):
                        output(s) (2D parallel, 4D sequential), q/k/v (H+2K)h,
                        rotated q/k (H+K)h, attention output Hh, SwiGLU gate, up,
                        silu(gate) and product 4F;
-                 dots: the block input D and matmul outputs only (XLA's
-                       dots_saveable policy): q/k/v (H+2K)h, attention output Hh,
-                       Wo and down outputs 2D, gate and up 2F;
+                 dots: the block input D and the outputs of the weight
+                       matmuls only (jax's dots_with_no_batch_dims_saveable):
+                       q/k/v (H+2K)h, Wo and down outputs 2D, gate and up 2F.
+                       Attention's own matmuls (scores, probabilities × v) have
+                       batch dims (batch, kv head), so they are recomputed, not
+                       kept, whatever the kernel;
                  full: the block input D only.
                A(policy) = what one attention call keeps from forward to backward,
                kernels.footprint.attention_activation_bytes (xla keeps the [S, S]
                scores and probabilities; cudnn and pallas_tpu a log-sum-exp per
-               row): kept by every block under none, and under dots by xla (its
-               scores are matmul outputs); 0 otherwise. Apeak =
+               row): kept by every block under none; 0 under dots and full (an
+               earlier version kept xla's scores under dots, ~20× too much:
+               they are batched matmuls, which the policy does not save). Apeak =
                kernels.footprint.attention_peak_bytes, the call being
                differentiated. Under dots/full that block is recomputed, so it
                holds its whole `none` set instead of its remat set; 2D·a is the
@@ -70,8 +74,6 @@ from compiler.spec import BlockKind, RunSpec
 from kernels import footprint
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
-FUSED_ATTENTION = ("cudnn", "pallas_tpu")
-"""Attention implementations that never materialize the [S, S] probabilities."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +123,7 @@ def saved_per_token(spec: RunSpec, policy: str) -> int:
     if policy == "full":
         return d * a
     if policy == "dots":
-        return (d + qkv + attn_out + 2 * d + 2 * f) * a
+        return (d + qkv + 2 * d + 2 * f) * a
     norms = 2 * d if m.block == BlockKind.parallel.value else 4 * d
     rotated = (m.n_heads + m.n_kv_heads) * h
     return (norms + qkv + rotated + attn_out + 4 * f) * a
@@ -149,7 +151,7 @@ def attention_bytes(spec: RunSpec, policy: str) -> tuple[int, int]:
     a = DTYPE_BYTES[spec.dtypes.compute]
     masks = spec.data.document_masking
     peak = footprint.attention_peak_bytes(*args, dtype_bytes=a, segment_ids=masks)
-    if policy == "none" or (policy == "dots" and implementation not in FUSED_ATTENTION):
+    if policy == "none":
         return footprint.attention_activation_bytes(*args, dtype_bytes=a, segment_ids=masks), peak
     return 0, peak
 

@@ -59,6 +59,7 @@ def chunked_cross_entropy(
     chunk_size: int = 1024,
     weight_layout: WeightLayout = "VxD",
     reduction: Reduction = "mean",
+    vocab_axis: str | None = None,
 ) -> jax.Array:
     """Weighted softmax cross-entropy of `hidden @ weight` against `targets`, never forming [N, V] logits.
 
@@ -81,6 +82,13 @@ def chunked_cross_entropy(
       reduction: "mean" returns sum(w * nll) / sum(w) (0 if every weight is 0);
         "sum" returns sum(w * nll), for callers that accumulate microbatches or
         data-parallel shards and divide by the global count themselves.
+      vocab_axis: inside `shard_map` only: the mesh axis `weight`'s vocabulary is
+        split over (vocabulary parallelism, as Megatron's). Each device then
+        holds the contiguous vocab block `axis_index * V_local ...`; row max,
+        row sum and target logit are combined over the axis per chunk ([chunk]
+        vectors, never a [chunk, vocab] block), the weight gradient stays
+        local, and the hidden gradient is this device's vocab block's part
+        (the enclosing shard_map's transpose adds the parts up over the axis).
 
     Returns:
       A float32 scalar, equal (to float32 rounding) to
@@ -106,7 +114,7 @@ def chunked_cross_entropy(
     targets_KxC = jnp.pad(targets_N, (0, pad)).reshape(n_chunks, chunk)
     weights_KxC = jnp.pad(weights_N, (0, pad)).reshape(n_chunks, chunk)
 
-    static = _Static(weight_layout, np.dtype(hidden_NxD.dtype), np.dtype(weight.dtype))
+    static = _Static(weight_layout, np.dtype(hidden_NxD.dtype), np.dtype(weight.dtype), vocab_axis)
     total = _weighted_nll_sum(static, hidden_KxCxD, weight, targets_KxC, weights_KxC)
     return reduce_loss(total, weights_N, reduction)
 
@@ -117,6 +125,7 @@ class _Static(NamedTuple):
     layout: str
     hidden_dtype: np.dtype
     weight_dtype: np.dtype
+    vocab_axis: str | None = None  # mesh axis the weight's vocabulary is split over (inside shard_map)
 
 
 def _chunk_softmax(static, hidden_CxD, weight, targets_C):
@@ -131,11 +140,28 @@ def _chunk_softmax(static, hidden_CxD, weight, targets_C):
         logits_eq, hidden_CxD.astype(dtype), weight.astype(dtype), preferred_element_type=jnp.float32
     )
     max_C = jnp.max(logits_CxV, axis=-1)
-    exp_CxV = jnp.exp(logits_CxV - max_C[:, None])
-    sum_C = jnp.sum(exp_CxV, axis=-1)
-    target_logit_C = jnp.take_along_axis(logits_CxV, targets_C[:, None], axis=-1)[:, 0]
+    if static.vocab_axis is None:
+        exp_CxV = jnp.exp(logits_CxV - max_C[:, None])
+        sum_C = jnp.sum(exp_CxV, axis=-1)
+        target_logit_C = jnp.take_along_axis(logits_CxV, targets_C[:, None], axis=-1)[:, 0]
+    else:  # this device holds one vocab block: combine the row statistics over the axis
+        max_C = jax.lax.pmax(max_C, static.vocab_axis)
+        exp_CxV = jnp.exp(logits_CxV - max_C[:, None])
+        sum_C = jax.lax.psum(jnp.sum(exp_CxV, axis=-1), static.vocab_axis)
+        local_targets_C = _local_targets(static, targets_C, logits_CxV.shape[-1])
+        in_block_C = (local_targets_C >= 0) & (local_targets_C < logits_CxV.shape[-1])
+        safe_C = jnp.where(in_block_C, local_targets_C, 0)
+        local_logit_C = jnp.take_along_axis(logits_CxV, safe_C[:, None], axis=-1)[:, 0]
+        target_logit_C = jax.lax.psum(jnp.where(in_block_C, local_logit_C, 0.0), static.vocab_axis)
     nll_C = max_C + jnp.log(sum_C) - target_logit_C
     return exp_CxV, sum_C, nll_C
+
+
+def _local_targets(static, targets_C, local_vocab: int):
+    """Target ids relative to this device's vocab block (all of them without vocab parallelism)."""
+    if static.vocab_axis is None:
+        return targets_C
+    return targets_C - jax.lax.axis_index(static.vocab_axis) * local_vocab
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -162,7 +188,8 @@ def _weighted_nll_sum_fwd(static, hidden_KxCxD, weight, targets_KxC, weights_KxC
         exp_CxV, sum_C, nll_C = _chunk_softmax(static, hidden_CxD, weight, targets_C)
         # d(sum_n w_n nll_n)/d logits = w_n (softmax_n - onehot(target_n)).
         probs_CxV = exp_CxV / sum_C[:, None]
-        is_target_CxV = jax.lax.broadcasted_iota(jnp.int32, probs_CxV.shape, 1) == targets_C[:, None]
+        local_targets_C = _local_targets(static, targets_C, probs_CxV.shape[-1])
+        is_target_CxV = jax.lax.broadcasted_iota(jnp.int32, probs_CxV.shape, 1) == local_targets_C[:, None]
         d_logits_CxV = (jnp.where(is_target_CxV, probs_CxV - 1.0, probs_CxV) * weights_C[:, None]).astype(dtype)
         d_hidden_CxD = jnp.einsum(
             d_hidden_eq, d_logits_CxV, weight.astype(dtype), preferred_element_type=jnp.float32
@@ -182,6 +209,10 @@ def _weighted_nll_sum_fwd(static, hidden_KxCxD, weight, targets_KxC, weights_KxC
 def _weighted_nll_sum_bwd(static, residuals, g):
     """Scales the gradients computed in the forward pass by the incoming cotangent."""
     nll_KxC, d_hidden_KxCxD, d_weight = residuals
+    if static.vocab_axis is not None:
+        # Every device of the vocab axis returned the same (combined) loss; the loss depends on each
+        # device's weight block through all of those copies, so the block's cotangent is their sum.
+        g = jax.lax.psum(g, static.vocab_axis)
     return (
         (g * d_hidden_KxCxD).astype(static.hidden_dtype),
         (g * d_weight).astype(static.weight_dtype),

@@ -9,12 +9,20 @@ What one checkpoint (a directory `checkpoints/<k>/`, k = steps taken) holds:
     resumed from), the step, and the digest record up to step k, so a resumed
     run continues the very record the uninterrupted run would have written.
 
-Why orbax's CheckpointManager, synchronous: it writes each step into a
-temporary directory and renames it when complete (a kill -9 mid-save leaves
-only a temporary directory, removed on the next start), and every process of
-a multi-process run takes part in the same save. Saves are synchronous so
-the digest and metrics written after a save never claim a checkpoint that
-is not on disk.
+Why orbax's CheckpointManager: it writes each step into a temporary
+directory and renames it when complete (a kill -9 mid-save leaves only a
+temporary directory, removed on the next start), and every process of a
+multi-process run takes part in the same save.
+
+Asynchronous on accelerators (`asynchronous=True`, what the trainer asks for
+on TPU/GPU meshes): `save` returns once the state is copied off the devices
+and the files are written in the background, so the device keeps training;
+at most one save is in flight (the next waits for the previous one, and
+`close` for the last). There a checkpoint's own `meta` is what a resume
+trusts: digest.json written after a save may run ahead of that save's files.
+Synchronous on cpu, where the device is the host anyway: the digest and
+metrics written after a save never claim a checkpoint that is not on disk,
+and a kill right after a save resumes from it.
 
 Retention follows `spec.checkpoint`: the final checkpoint (step == total
 steps, what child runs load) is always kept, plus the newest `keep` others.
@@ -44,16 +52,19 @@ class CheckpointMismatch(ValueError):
 class Checkpoints:
     """The checkpoints of one run directory."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, keep: int, total_steps: int, read_only: bool = False):
+    def __init__(self, directory: str | os.PathLike[str], *, keep: int, total_steps: int, read_only: bool = False,
+                 asynchronous: bool = False):
         self.directory = os.path.abspath(directory)
         self.keep = keep
         self.total_steps = total_steps
+        self.read_only = read_only
+        self.asynchronous = asynchronous and not read_only
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None,  # retention is ours: see `_retain`
             create=not read_only,
             read_only=read_only,
             cleanup_tmp_directories=not read_only,
-            enable_async_checkpointing=False,
+            enable_async_checkpointing=asynchronous and not read_only,
             save_root_metadata=False,
         )
         # Handlers named up front (not only item names), so a checkpoint's metadata is readable before any restore.
@@ -70,13 +81,16 @@ class Checkpoints:
     def save(self, state: TrainState, meta: dict[str, Any]) -> int:
         """Save `state` under its step (all processes call this); returns the step."""
         step = int(state.step)
+        self._manager.wait_until_finished()  # the previous save is complete before this one starts
+        self._retain()
         self._manager.save(
             step,
             args=ocp.args.Composite(**{STATE: ocp.args.StandardSave(state), META: ocp.args.JsonSave(meta)}),
             force=True,
         )
-        self._manager.wait_until_finished()
-        self._retain()
+        if not self.asynchronous:
+            self._manager.wait_until_finished()
+            self._retain()
         return step
 
     def read_meta(self, step: int) -> dict[str, Any]:
@@ -112,4 +126,8 @@ class Checkpoints:
             self._manager.delete(step)
 
     def close(self) -> None:
+        """Waits for a save in flight, applies retention, and closes."""
+        if not self.read_only:
+            self._manager.wait_until_finished()
+            self._retain()
         self._manager.close()

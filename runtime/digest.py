@@ -7,11 +7,20 @@ step that differs; a sha256 of all parameters every `digest_every` steps
 catches drift the loss does not show; the final parameters' sha256 is what a
 child run checks before it starts from this run.
 
-The parameter digest is over a canonical serialization that depends on
-nothing but the values: parameters sorted by their '/'-joined path, each as a
-one-line JSON header {"dtype", "path", "shape"} followed by its raw
-little-endian C-order bytes. Not over checkpoint files, whose bytes depend
-on the storage library's version, chunking and compression.
+The parameter digest depends on nothing but the values, never on how they
+are laid out over devices, and is computed without moving the parameters:
+each parameter is reduced *where it lives* (runtime.param_digest, inside a
+jitted program) to four 32-bit lane sums of fmix32(bits ^ fmix32(index +
+seed)) over its elements, index being the element's C-order position in the
+whole array. Integer addition mod 2^32 is exact and order-free, so any
+sharding and any reduction tree give the same lanes; one changed element
+always changes every lane (fmix32 is a bijection). The record's digest is the
+sha256 over the parameters sorted by '/'-joined path, each as a one-line JSON
+header {"dtype", "path", "shape"} followed by its four lanes, little-endian.
+`params_lanes` is the same reduction in numpy, for host arrays and tests.
+`params_sha256` (the sha256 of every parameter's raw bytes) stays for callers
+that hold host arrays anyway. Neither is over checkpoint files, whose bytes
+depend on the storage library's version, chunking and compression.
 
 Pure Python + numpy (no jax), so the compiler (`runix replay`, `store verify`)
 can read and compare records without importing jax.
@@ -64,6 +73,58 @@ def params_sha256(params: Mapping[str, Any]) -> str:
         little_endian = array.astype(array.dtype.newbyteorder("<"), copy=False)
         digest.update(np.ascontiguousarray(little_endian).tobytes())
     return digest.hexdigest()
+
+
+LANE_SEEDS = (0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F)  # one per lane: golden ratio, murmur3 and xxhash primes
+
+
+def fmix32(h: np.ndarray) -> np.ndarray:
+    """murmur3's 32-bit finalizer (a bijection on uint32), elementwise, wrapping."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def element_bits(array: np.ndarray) -> np.ndarray:
+    """Each element's raw bits as uint32 (16- and 8-bit types zero-extended)."""
+    width = array.dtype.itemsize
+    if width not in (1, 2, 4):
+        raise ValueError(f"cannot digest {array.dtype} parameters")
+    unsigned = {1: np.uint8, 2: np.uint16, 4: np.uint32}[width]
+    return np.ascontiguousarray(array).view(unsigned).astype(np.uint32)
+
+
+def array_lanes(array: np.ndarray) -> np.ndarray:
+    """The four uint32 lane sums of one array (see the module docstring)."""
+    with np.errstate(over="ignore"):
+        bits = element_bits(np.asarray(array)).reshape(-1)
+        index = np.arange(bits.size, dtype=np.uint32)
+        return np.array([np.sum(fmix32(bits ^ fmix32(index + np.uint32(seed))), dtype=np.uint32)
+                         for seed in LANE_SEEDS], dtype=np.uint32)
+
+
+def params_lanes(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """{path: lanes} of a host parameter tree."""
+    return {path: array_lanes(array) for path, array in flatten_params(params).items()}
+
+
+def lanes_sha256(lanes: Mapping[str, np.ndarray], shapes: Mapping[str, tuple], dtypes: Mapping[str, str]) -> str:
+    """The record's parameter digest from every parameter's lanes, shape and dtype name."""
+    digest = hashlib.sha256()
+    for path in sorted(lanes):
+        header = {"dtype": dtypes[path], "path": path, "shape": list(shapes[path])}
+        digest.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+        digest.update(np.asarray(lanes[path], dtype="<u4").tobytes())
+    return digest.hexdigest()
+
+
+def params_digest(params: Mapping[str, Any]) -> str:
+    """The record's parameter digest of a host parameter tree (what runtime.param_digest computes on devices)."""
+    flat = flatten_params(params)
+    return lanes_sha256(params_lanes(params), {p: a.shape for p, a in flat.items()},
+                        {p: a.dtype.name for p, a in flat.items()})
 
 
 @dataclasses.dataclass

@@ -16,8 +16,12 @@ causal, grouped-query (n_kv_heads ≤ n_heads), with rotary embeddings on the
 first `rotary_dim` dims of each head; the MLP is SwiGLU; no layer has a bias.
 
 Every parameter carries an `axes` metadata tuple of *logical* axis names
-(vocab, embed, heads, kv_heads, head_dim, mlp, norm); `runtime.sharding` maps
-those names to mesh axes, so this module knows nothing of meshes.
+(vocab, embed, heads, kv_heads, head_dim, mlp, norm), and the activations that
+decide the layout are constrained by theirs (`runtime.spmd.constrain`:
+activation_batch, activation_heads, activation_mlp, ...); `runtime.sharding`
+maps those names to mesh axes, so this module knows nothing of meshes. The
+residual stream is constrained after the embedding, every block and the final
+norm, so the batch stays split over the data-parallel axes throughout.
 
 Dtypes: parameters are stored in `dtypes.params` and cast to `dtypes.compute`
 where they are used; softmax, RMSNorm statistics and the loss are float32.
@@ -33,8 +37,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from compiler.spec import DTypes, KernelsSpec, ModelSpec
-from kernels import attention as attention_kernels
-from kernels import cross_entropy, cross_entropy_reference
+from kernels import cross_entropy_reference
+from runtime import spmd
 
 AXES = "axes"  # metadata key of each Param's logical axis names
 INIT = "init"  # metadata key of how a Param starts: "weight" (the spec's initializer) or "ones"
@@ -105,6 +109,17 @@ def weight_initializer(initializer: str, std: float) -> Callable:
     return jax.nn.initializers.truncated_normal(std)
 
 
+def _weight(param: nnx.Param, dtype) -> jax.Array:
+    """A parameter's value in `dtype`, held to its parameter's layout (runtime.spmd.constrain, by its logical axes).
+
+    Why constrain the cast copy: its cotangent then has the same layout, so
+    the partitioner reduce-scatters each weight gradient onto its fsdp shards
+    in the compute dtype (and all-gathers the weight in the compute dtype),
+    the FSDP pattern, instead of all-reducing the whole gradient.
+    """
+    return spmd.constrain(param[...].astype(dtype), param.get_metadata()[AXES])
+
+
 def _param(config: ModelConfig, rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...]) -> nnx.Param:
     """A weight drawn from the spec's initializer, tagged with its logical axes."""
     value = weight_initializer(config.initializer, config.init_std)(rngs.params(), shape, config.param_dtype)
@@ -157,15 +172,22 @@ class Attention(nnx.Module):
     def __call__(self, x_BxLxD: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.Array:
         c = self.config
         dtype = c.compute_dtype
-        q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.q_DxHxK[...].astype(dtype))
-        k_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.k_DxGxK[...].astype(dtype))
-        v_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.v_DxGxK[...].astype(dtype))
-        q_BxLxHxK = rotary(q_BxLxHxK, positions_BxL, c.rotary_dim, c.rope_theta)
-        k_BxLxGxK = rotary(k_BxLxGxK, positions_BxL, c.rotary_dim, c.rope_theta)
-        out_BxLxHxK = attention_kernels.attention(
+        q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, _weight(self.q_DxHxK, dtype))
+        k_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, _weight(self.k_DxGxK, dtype))
+        v_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, _weight(self.v_DxGxK, dtype))
+        q_BxLxHxK = spmd.constrain(rotary(q_BxLxHxK, positions_BxL, c.rotary_dim, c.rope_theta), _Q_AXES)
+        k_BxLxGxK = spmd.constrain(rotary(k_BxLxGxK, positions_BxL, c.rotary_dim, c.rope_theta), _KV_AXES)
+        v_BxLxGxK = spmd.constrain(v_BxLxGxK, _KV_AXES)
+        out_BxLxHxK = spmd.attention(
             q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL, implementation=c.attention_impl,
         )
-        return jnp.einsum("blhk,hkd->bld", out_BxLxHxK.astype(dtype), self.o_HxKxD[...].astype(dtype))
+        return jnp.einsum("blhk,hkd->bld", out_BxLxHxK.astype(dtype), _weight(self.o_HxKxD, dtype))
+
+
+_RESIDUAL_AXES = ("activation_batch", "activation_length", "activation_embed")
+_Q_AXES = ("activation_batch", "activation_length", "activation_heads", "activation_head_dim")
+_KV_AXES = ("activation_batch", "activation_length", "activation_kv_heads", "activation_head_dim")
+_MLP_AXES = ("activation_batch", "activation_length", "activation_mlp")
 
 
 class SwiGLU(nnx.Module):
@@ -180,10 +202,10 @@ class SwiGLU(nnx.Module):
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         dtype = self.compute_dtype
-        gate_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, self.gate_DxF[...].astype(dtype))
-        up_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, self.up_DxF[...].astype(dtype))
-        hidden_BxLxF = jax.nn.silu(gate_BxLxF) * up_BxLxF
-        return jnp.einsum("blf,fd->bld", hidden_BxLxF, self.down_FxD[...].astype(dtype))
+        gate_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, _weight(self.gate_DxF, dtype))
+        up_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, _weight(self.up_DxF, dtype))
+        hidden_BxLxF = spmd.constrain(jax.nn.silu(gate_BxLxF) * up_BxLxF, _MLP_AXES)
+        return jnp.einsum("blf,fd->bld", hidden_BxLxF, _weight(self.down_FxD, dtype))
 
 
 class Block(nnx.Module):
@@ -226,21 +248,27 @@ class Transformer(nnx.Module):
     def hidden(self, inputs_BxL: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.Array:
         """Final RMSNormed hidden states [B, L, D] in the compute dtype."""
         c = self.config
-        x_BxLxD = jnp.take(self.embed_VxD[...], inputs_BxL, axis=0).astype(c.compute_dtype)
+        x_BxLxD = spmd.embed(self.embed_VxD[...], inputs_BxL, self.embed_VxD.get_metadata()[AXES], c.compute_dtype)
+        x_BxLxD = spmd.constrain(x_BxLxD, _RESIDUAL_AXES)
         for block in self.blocks:
             if c.remat == "none":
                 x_BxLxD = block(x_BxLxD, positions_BxL, segment_ids_BxL)
             else:
                 apply = nnx.remat(lambda blk, x, p, s: blk(x, p, s), policy=_REMAT_POLICIES[c.remat])
                 x_BxLxD = apply(block, x_BxLxD, positions_BxL, segment_ids_BxL)
-        return self.final_norm(x_BxLxD)
+            x_BxLxD = spmd.constrain(x_BxLxD, _RESIDUAL_AXES)
+        return spmd.constrain(self.final_norm(x_BxLxD), _RESIDUAL_AXES)
 
     def output_weight(self) -> tuple[jax.Array, str]:
         """The output projection and its layout ("VxD" tied table or "DxV" untied matrix), in the compute dtype."""
         dtype = self.config.compute_dtype
         if self.config.tied_embeddings:
-            return self.embed_VxD[...].astype(dtype), "VxD"
-        return self.unembed_DxV[...].astype(dtype), "DxV"
+            return _weight(self.embed_VxD, dtype), "VxD"
+        return _weight(self.unembed_DxV, dtype), "DxV"
+
+    def output_weight_axes(self) -> tuple[str, str]:
+        """The logical axes of `output_weight`, as the parameter is tagged (so the loss knows its layout)."""
+        return ("vocab", "embed") if self.config.tied_embeddings else ("embed", "vocab")
 
     def logits(self, inputs_BxL: jax.Array, positions_BxL: jax.Array | None = None,
                segment_ids_BxL: jax.Array | None = None) -> jax.Array:
@@ -269,9 +297,9 @@ class Transformer(nnx.Module):
         hidden_BxLxD = self.hidden(inputs_BxL, positions_BxL, segment_ids_BxL)
         weight, layout = self.output_weight()
         if c.cross_entropy == "chunked":
-            return cross_entropy.chunked_cross_entropy(
-                hidden_BxLxD, weight, batch["targets"], batch["loss_mask"],
-                chunk_size=c.cross_entropy_chunk, weight_layout=layout, reduction=reduction,
+            return spmd.chunked_loss(
+                hidden_BxLxD, weight, layout, self.output_weight_axes(), batch["targets"], batch["loss_mask"],
+                chunk_size=c.cross_entropy_chunk, reduction=reduction,
             )
         return cross_entropy_reference.reference_cross_entropy(
             hidden_BxLxD, weight, batch["targets"], batch["loss_mask"], weight_layout=layout, reduction=reduction,

@@ -26,6 +26,18 @@ these differ, so a launcher must fix them *before the trainer imports jax*:
   pure `numerics_bits(facts, mesh)` adds what is pinned for a mesh: the run
   hash covers the result, and computing it reads nothing.
 
+On accelerators (not measured here: no TPU or GPU is attached to these
+machines; DETERMINISM.md says what is promised and why):
+* TPU: the compiler is libtpu, so its version is a fact, and its flags
+  (`LIBTPU_INIT_ARGS`) are pinned to `TPU_INIT_ARGS` and named in the facts.
+* GPU: the CUDA PJRT plugin's version is a fact; XLA_FLAGS pins
+  `--xla_gpu_deterministic_ops=true` (XLA's switch to deterministic
+  implementations of scatter, reductions with atomics, cuDNN/cuBLAS kernels;
+  it implies `--xla_gpu_exclude_nondeterministic_ops`, and compilation fails
+  on an op with no deterministic version) and `--xla_gpu_autotune_level=0`
+  (autotuning times candidate kernels and keeps the fastest on that day's
+  card, so two compiles of one program could pick different kernels).
+
 This module must not import jax: it runs in the launcher and in the compiler
 (which never imports jax), and its whole point is to act before jax exists.
 """
@@ -46,6 +58,12 @@ CPU_ISA_CEILING = "AVX2"
 MIN_CPU_THREADS = 4
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml_dtypes", "grain", "tokenizers")
+# The compiler/runtime package of each accelerator family (its version is a numerics fact there).
+TPU_PACKAGES = ("libtpu",)
+GPU_PACKAGES = ("jax-cuda12-plugin", "jax-cuda12-pjrt")
+# libtpu's flags, pinned (empty: libtpu's defaults for this version, stated so a user's setting cannot slip in).
+TPU_INIT_ARGS = ""
+GPU_DETERMINISM_FLAGS = ("--xla_gpu_deterministic_ops=true", "--xla_gpu_autotune_level=0")
 ISA_FEATURES = (
     "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl",
     "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile", "asimd", "sve",
@@ -57,6 +75,11 @@ _ISA_LEVELS = (("SSE4_2", "sse4_2"), ("AVX", "avx"), ("AVX2", "avx2"), ("AVX512"
 def _accelerator(mesh) -> str:
     value = getattr(mesh, "accelerator", "cpu")
     return getattr(value, "value", value)
+
+
+def accelerator_family(mesh) -> str:
+    """"cpu", "tpu" or "gpu" for a mesh spec."""
+    return _accelerator(mesh).split("-")[0]
 
 
 def local_device_count(mesh, num_processes: int = 1) -> int:
@@ -94,9 +117,11 @@ def pinned_xla_flags(mesh, num_processes: int = 1) -> str:
 
     On cpu: the faked device count, the ISA ceiling, fast-math off and
     multi-threaded Eigen on (the defaults, stated so a changed default cannot
-    slip in). On accelerators: nothing is pinned here (their compilers have no
-    such host-dependent switches we measured).
+    slip in). On GPU: XLA's determinism switches (GPU_DETERMINISM_FLAGS). On
+    TPU: nothing (libtpu's own flags are LIBTPU_INIT_ARGS, pinned separately).
     """
+    if accelerator_family(mesh) == "gpu":
+        return " ".join(GPU_DETERMINISM_FLAGS)
     if _accelerator(mesh) != "cpu":
         return ""
     return " ".join([f"--xla_force_host_platform_device_count={local_device_count(mesh, num_processes)}",
@@ -125,6 +150,8 @@ def pinned_environment(mesh, num_processes: int = 1) -> dict[str, str]:
     if _accelerator(mesh) == "cpu":
         env["PJRT_NPROC"] = str(cpu_thread_pool_size(mesh))
         env["JAX_PLATFORMS"] = "cpu"
+    elif accelerator_family(mesh) == "tpu":
+        env["LIBTPU_INIT_ARGS"] = TPU_INIT_ARGS
     return env
 
 
@@ -191,8 +218,13 @@ def host_facts(accelerator: str = "cpu", cpuinfo_path: str = "/proc/cpuinfo") ->
         "packages": package_versions(),
         "python": ".".join(map(str, sys.version_info[:3])),
     }
+    family = accelerator.split("-")[0]
     if accelerator == "cpu":
         facts["cpu_isa"] = cpu["isa"]  # what run-time-dispatched library kernels (matmuls) may use
+    elif family == "tpu":
+        facts["accelerator_packages"] = package_versions(TPU_PACKAGES)
+    elif family == "gpu":
+        facts["accelerator_packages"] = package_versions(GPU_PACKAGES)
     return {"facts": facts, "host": {"cpu_model": cpu["model"], "platform": platform.platform()}}
 
 
@@ -217,8 +249,12 @@ def numerics_bits(facts: Mapping[str, object], mesh=None) -> dict:
         bits["cpu_effective_isa"] = effective_isa(isa)  # what XLA's generated code uses (capped)
         bits["cpu_isa"] = isa
         bits["cpu_thread_pool"] = cpu_thread_pool_size(mesh)
-    else:
-        bits.pop("cpu_isa", None)
+        return bits
+    bits.pop("cpu_isa", None)
+    if accelerator_family(mesh) == "tpu":
+        bits["libtpu_init_args"] = TPU_INIT_ARGS
+    elif accelerator_family(mesh) == "gpu":
+        bits["xla_gpu_flags"] = list(GPU_DETERMINISM_FLAGS)
     return bits
 
 

@@ -25,8 +25,10 @@ from jax.sharding import Mesh
 from runtime import checkpoint as checkpoint_lib
 from runtime import digest as digest_lib
 from runtime import optimizer as optimizer_lib
+from runtime import param_digest
 from runtime import run_dir as run_dir_lib
 from runtime import schedule as schedule_lib
+from runtime import sharding as sharding_lib
 from runtime import train_state as train_state_lib
 from runtime.errors import BadInput
 
@@ -78,7 +80,8 @@ def load_parent(
             raise BadInput(f"parent {parent.name}: {e}") from None
     finally:
         store.close()
-    actual = digest_lib.params_sha256(train_state_lib.host_params(state.params))
+    digest_fn = param_digest.digest_function(parent_layout.shardings.params, sharding_lib.replicated(mesh))
+    actual = param_digest.lanes_to_digest(state.params, digest_fn(state.params))
     if actual != record.final_params_sha256:
         raise BadInput(
             f"parent {parent.name} ({parent_dir}): final checkpoint parameters have sha256 {actual}, but its digest "

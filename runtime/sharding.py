@@ -1,11 +1,16 @@
-"""How arrays are split over the mesh: parameters by their logical axes, batches over (data, fsdp).
+"""How arrays are split over the mesh: one table of rules from logical axis names to mesh axes.
 
-Why logical names: the model tags each parameter with what its dims *mean*
-(vocab, embed, heads, mlp, ...); this module alone decides which mesh axis
-each meaning maps to. FSDP splits the embed dim of every matrix, tensor
-parallelism splits heads, MLP width and vocab; norm gains and head width stay
-whole. A dim that does not divide by its mesh axis stays replicated rather
-than failing, and `shardings_report` says so.
+Why logical names: the model tags each parameter, and each activation it
+constrains, with what its dims *mean* (vocab, embed, heads, mlp, ...; the
+activations' names start with `activation_`); this module alone decides which
+mesh axis each meaning maps to (`RULES`, the one table). Parameters: FSDP
+splits the embed dim of every matrix, tensor parallelism splits heads, MLP
+width and vocab (Megatron's column/row split: q/k/v, gate and up by their
+output columns, o and down by their input rows); norm gains and head width
+stay whole. Activations: the batch over (data, fsdp) from the embedding on,
+the residual stream's features whole, heads, MLP width and vocab over tensor.
+A dim that does not divide by its mesh axis stays replicated rather than
+failing, and `shardings_report` says so.
 
 Optimizer state is sharded like the parameters it mirrors (Adam's mu/nu)
 through `optax.tree_map_params`; scalars (counts) are replicated. The brief
@@ -21,7 +26,10 @@ import jax
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-LOGICAL_TO_MESH: Mapping[str, str | None] = {
+BATCH_AXES = ("data", "fsdp")
+
+RULES: Mapping[str, str | tuple[str, ...] | None] = {
+    # parameters
     "vocab": "tensor",
     "embed": "fsdp",
     "heads": "tensor",
@@ -29,17 +37,39 @@ LOGICAL_TO_MESH: Mapping[str, str | None] = {
     "mlp": "tensor",
     "head_dim": None,
     "norm": None,
+    # activations (runtime.spmd.constrain)
+    "activation_batch": BATCH_AXES,
+    "activation_length": None,
+    "activation_embed": None,  # the residual stream stays whole per sequence: P((data, fsdp), None, None)
+    "activation_heads": "tensor",
+    "activation_kv_heads": "tensor",
+    "activation_head_dim": None,
+    "activation_mlp": "tensor",
+    "activation_vocab": "tensor",
 }
-BATCH_AXES = ("data", "fsdp")
 
 
 def partition_spec(logical_axes: tuple[str, ...], shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
-    """Mesh axis per dim from the logical names; a dim that does not divide (or a reused axis) is replicated."""
+    """Mesh axis per dim from the logical names; a dim that does not divide (or a reused axis) is replicated.
+
+    A rule naming several mesh axes (the batch over data and fsdp) keeps them
+    together as one entry when the dim divides by their product, the way the
+    batch itself is placed; otherwise the dim stays whole.
+    """
     used: set[str] = set()
     spec = []
     for name, size in zip(logical_axes, shape):
-        axis = LOGICAL_TO_MESH[name]
-        if axis is None or axis in used or mesh.shape[axis] == 1 or size % mesh.shape[axis]:
+        axis = RULES[name]
+        if isinstance(axis, tuple):
+            ways = 1
+            for a in axis:
+                ways *= mesh.shape[a]
+            if any(a in used for a in axis) or size % ways:
+                spec.append(None)
+            else:
+                spec.append(axis)
+                used.update(axis)
+        elif axis is None or axis in used or mesh.shape[axis] == 1 or size % mesh.shape[axis]:
             spec.append(None)
         else:
             spec.append(axis)

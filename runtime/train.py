@@ -10,10 +10,15 @@ where it stopped and resumed:
   * every checkpoint holds the full state (params, optimizer, step)
     and the digest record so far, and a resumed run continues from exactly
     that record;
-  * each step's loss is waited for (`jax.block_until_ready`) before the next
-    step is dispatched. This is also what keeps several faked CPU devices
-    from deadlocking in an all-reduce rendezvous; the next batch is prepared
-    on the host while the current step runs, so the wait costs little.
+  * on cpu each step's loss is waited for (`jax.block_until_ready`) before
+    the next step is dispatched: this keeps several faked CPU devices from
+    deadlocking in an all-reduce rendezvous, and the next batch is prepared
+    on the host while the current step runs, so the wait costs little. On
+    accelerators the loss is read one step late, so the device always has
+    the next step queued; every loss is read before a digest or checkpoint;
+  * the parameter digest is reduced on the devices that hold the parameters
+    (runtime.param_digest: the same for any layout of the same values);
+    on accelerators checkpoints are written asynchronously (runtime.checkpoint).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from runtime import metrics as metrics_lib
 from runtime import model as model_lib
 from runtime import numerics
 from runtime import optimizer as optimizer_lib
+from runtime import param_digest
 from runtime import parent as parent_lib
 from runtime import progress as progress_lib
 from runtime import run_dir as run_dir_lib
@@ -249,37 +255,57 @@ def _loop(run: _Run, state, record: digest_lib.DigestRecord, batch_source, stop_
         return batches_lib.place_batch(batches_lib.check_batch(next(stream), sequences, length, s),
                                        batch_sharding, sequences)
 
+    lagged = numerics.accelerator_family(spec.mesh) != "cpu"  # accelerators: never stall the device (below)
     store = checkpoint_lib.Checkpoints(paths[run_dir_lib.CHECKPOINTS], keep=spec.checkpoint.keep,
-                                       total_steps=total_steps)
+                                       total_steps=total_steps, asynchronous=lagged)
     metrics_log = metrics_lib.MetricsLog(paths[run_dir_lib.METRICS], enabled=run.is_writer)
     metrics_log.resume_from(step)
     progress = progress_lib.TrainingProgress(spec.name, total_steps, step, enabled=show_progress)
+    # On accelerators the loss of step s is read after step s+1 is dispatched, so the host never idles the
+    # device; on cpu each step is waited for (faked devices can deadlock in a rendezvous otherwise). Before a
+    # digest or a checkpoint every dispatched loss is read: a non-finite loss is never checkpointed.
+    digest_fn = param_digest.digest_function(run.layout.shardings.params, sharding_lib.replicated(run.mesh))
+    last = time.perf_counter()
+
+    def read(s: int, metrics, dispatched: float) -> None:
+        nonlocal last
+        loss = np.asarray(jax.block_until_ready(metrics["loss"]))
+        if not math.isfinite(float(loss)):
+            raise TrainingFailed(f"loss is {float(loss)} at step {s}; stopping before it is checkpointed")
+        record.losses.append(digest_lib.loss_bits(loss))
+        now = time.perf_counter()
+        clock.step_seconds.append(now - dispatched)
+        tokens_per_s = tokens_per_step / max(now - last, 1e-9)
+        last = now
+        metrics_log.write(step=s, loss=float(loss), lr=float(metrics["lr"]), grad_norm=float(metrics["grad_norm"]),
+                          tokens=(s + 1) * tokens_per_step, tokens_per_s=round(tokens_per_s, 1))
+        progress.update(s + 1, float(loss), tokens_per_s)
+
     try:
         batch = next_batch(step) if step < stop else None
         last = clock.loop_started = time.perf_counter()
+        pending = None  # (step, metrics, dispatch time) dispatched, loss not read yet
         while step < stop:
             dispatched = time.perf_counter()
             state, metrics = step_fn(state, batch)
             batch = next_batch(step + 1) if step + 1 < stop else None  # host work overlaps the device step
-            loss = np.asarray(jax.block_until_ready(metrics["loss"]))
-            if not math.isfinite(float(loss)):
-                raise TrainingFailed(f"loss is {float(loss)} at step {step}; stopping before it is checkpointed")
-            record.losses.append(digest_lib.loss_bits(loss))
-            now = time.perf_counter()
-            clock.step_seconds.append(now - dispatched)
-            tokens_per_s = tokens_per_step / max(now - last, 1e-9)
-            last = now
-            metrics_log.write(step=step, loss=float(loss), lr=float(metrics["lr"]), grad_norm=float(metrics["grad_norm"]),
-                              tokens=(step + 1) * tokens_per_step, tokens_per_s=round(tokens_per_s, 1))
+            if pending is not None:
+                read(*pending)
+            pending = (step, metrics, dispatched)
             step += 1
-            progress.update(step, float(loss), tokens_per_s)
-            if step % digest_every == 0 or step == total_steps:
-                params_digest = digest_lib.params_sha256(train_state_lib.host_params(state.params))
+            digest_now = step % digest_every == 0 or step == total_steps
+            save_now = step % every == 0 or step == stop
+            if not lagged or digest_now or save_now:
+                read(*pending)
+                pending = None
+            if digest_now:
+                # Reduced where the parameters live: a few bytes per parameter reach the host (runtime.param_digest).
+                params_digest = param_digest.lanes_to_digest(state.params, digest_fn(state.params))
                 if step % digest_every == 0:
                     record.params_sha256[step] = params_digest
                 if step == total_steps:
                     record.final_params_sha256 = params_digest
-            if step % every == 0 or step == stop:
+            if save_now:
                 saving = time.perf_counter()
                 store.save(state, {"run_hash": run.request.hash, "step": step, "digest": record.to_json()})
                 clock.checkpoint_seconds.append(time.perf_counter() - saving)

@@ -132,12 +132,3 @@ def fresh_state(params, opt_state, layout: StateLayout) -> TrainState:
     """A TrainState at step 0 around the given params and optimizer state."""
     step = jnp.zeros((), jnp.int32)
     return TrainState(step=jax.device_put(step, layout.shardings.step), params=params, opt_state=opt_state)
-
-
-def host_params(params):
-    """Params as host numpy arrays (for digests), gathered from every process when sharded across processes."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils  # noqa: PLC0415 (multi-process runs only)
-
-        return multihost_utils.process_allgather(params, tiled=True)
-    return jax.device_get(params)

@@ -45,14 +45,24 @@ REDUCTIONS = ("xla", "fixed-order")
 
 def train_step(
     state: TrainState, batch: dict[str, jax.Array], *, graphdef: Any, tx: optax.GradientTransformation,
-    learning_rate: Callable,
+    learning_rate: Callable, grad_shardings: Any = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Loss and gradients on `batch`, one AdamW update; returns the new state and scalar metrics."""
+    """Loss and gradients on `batch`, one AdamW update; returns the new state and scalar metrics.
+
+    `grad_shardings` (the parameters' own) pins each gradient to its
+    parameter's layout as soon as it exists: the partitioner then turns the
+    per-device partial sums of a weight gradient straight into a
+    reduce-scatter onto the fsdp shards, instead of all-reducing the whole
+    gradient and slicing it afterwards (measured on v5e: no reduce-scatter at
+    all without it).
+    """
 
     def loss_fn(params):
         return nnx.merge(graphdef, params).loss(batch)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    if grad_shardings is not None:
+        grads = jax.lax.with_sharding_constraint(grads, grad_shardings)
     return _update(state, loss, grads, tx, learning_rate)
 
 
@@ -143,8 +153,22 @@ def compile_train_step(
     abstract_batch: dict[str, jax.ShapeDtypeStruct], batch_sharding: NamedSharding, reduction: str = "xla",
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
     """The compiled step: state in/out with its layout, batch over (data, fsdp), metrics replicated, state donated."""
+    return lower_train_step(graphdef, tx, learning_rate, layout, abstract_batch, batch_sharding, reduction).compile()
+
+
+def lower_train_step(
+    graphdef: Any, tx: optax.GradientTransformation, learning_rate: Callable, layout: StateLayout,
+    abstract_batch: dict[str, jax.ShapeDtypeStruct], batch_sharding: NamedSharding, reduction: str = "xla",
+) -> jax.stages.Lowered:
+    """The step lowered for its mesh, not yet compiled (`runtime.aot` compiles it for a TPU topology).
+
+    Traced under the mesh as jax's ambient mesh, so the model's activation
+    constraints and per-device kernels (runtime.spmd) see it; inside the
+    fixed-order step's shard_map every axis is manual and they stand aside.
+    """
     if reduction == "xla":
-        step = functools.partial(train_step, graphdef=graphdef, tx=tx, learning_rate=learning_rate)
+        step = functools.partial(train_step, graphdef=graphdef, tx=tx, learning_rate=learning_rate,
+                                 grad_shardings=layout.shardings.params)
     elif reduction == "fixed-order":
         step = functools.partial(fixed_order_train_step, graphdef=graphdef, tx=tx, learning_rate=learning_rate,
                                  mesh=batch_sharding.mesh)
@@ -158,4 +182,5 @@ def compile_train_step(
         out_shardings=(layout.shardings, replicated),
         donate_argnums=0,
     )
-    return jitted.lower(layout.abstract, abstract_batch).compile()
+    with jax.set_mesh(batch_sharding.mesh):
+        return jitted.lower(layout.abstract, abstract_batch)

@@ -10,6 +10,11 @@ import sys
 
 import pytest
 
+# In-process jax runs on the CPU, as the trainer's pinned environment has it (runtime.numerics): with libtpu
+# installed (requirements.lock, for ahead-of-time TPU compiles) jax would otherwise look for a local TPU
+# first, warn about its missing environment and take libtpu's one-process lockfile.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 MINIMAL_RUN = """\

@@ -11,7 +11,9 @@ runs cost nothing); totals at the bottom; then the numbered unresolved
 inputs, the lockfile and store used, each price source and overhead source,
 the hardware profiles and the formulas.
 `--json` prints the same plan as JSON (compiler/PLAN_JSON.md). A run that
-cannot fit on its mesh is an error (exit 2).
+cannot fit on its mesh is an error (exit 2). `--aot` also compiles each
+distinct train step for its TPU slice on this machine and checks XLA's
+per-chip memory (compiler.commands.compile_aot; the only path that imports jax).
 
 The hashes are `runix hash`'s: the spec set is read with its lockfile
 (compiler.lock.load_locked_spec_set), so a missing or stale lock is an error
@@ -47,6 +49,9 @@ def register(subparsers) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders")
     parser.add_argument("--dry-run", action="store_true", help="plan and price only; write nothing")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON (keys: compiler/PLAN_JSON.md)")
+    parser.add_argument("--aot", action="store_true",
+                        help="also compile each distinct train step for its TPU slice here and check XLA's memory "
+                             "per chip (slow: minutes for a real model; imports jax; cached in .runix/aot)")
     parser.add_argument("--lockfile", metavar="FILE",
                         help="lockfile of the spec set (default: <project>/lockfiles/<name>.lock.json)")
     parser.add_argument("--store", metavar="URL",
@@ -111,6 +116,16 @@ def run(args, console) -> int:
     inputs = load_inputs(args)
     result = plan(inputs.locked.spec_set, inputs.built, mfu=args.mfu, lock=inputs.locked.lock,
                   measurements=inputs.measurements)
+    if args.aot:
+        if args.dry_run:
+            from compiler.problems import Location, Problem, SpecError
+
+            raise SpecError([Problem(Location(""), "--aot", "--aot compiles (and caches) the steps; drop --dry-run")])
+        from compiler.commands import compile_aot
+
+        if not args.json:
+            _render(result, console, inputs, dry_run=False)
+        return compile_aot.run(args, console, result)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,32 @@ def test_record_round_trip_and_first_difference(tmp_path):
     changed = digest.DigestRecord("f" * 64, "r", 3, ["3f800000", "3f000001", "3e800000"], {2: "ab"}, "cd")
     assert digest.first_difference(record, changed).startswith("step 1:")
     assert record.truncated(1).losses == ["3f800000"] and not record.truncated(1).complete
+
+
+def test_device_digest_is_the_same_for_every_layout_of_the_same_values():
+    """The same parameter values under four meshes of 4 faked devices, and on the host: one digest."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.runtime.runs import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
+    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-m", "tests.runtime.digest_check"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    digests = {k: v for k, v in found.items() if not k.endswith("-specs")}
+    assert len(set(digests.values())) == 1, digests
+    assert found["1x2x2-specs"] != found["4x1x1-specs"]  # really different layouts
+
+
+def test_lane_digest_sees_every_change():
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    base = digest.params_digest({"a": {"w": w}})
+    for other in ({"a": {"w": np.where(w == 5, np.nextafter(np.float32(5), np.float32(6)), w)}},
+                  {"a": {"w": w.reshape(3, 2)}}, {"a": {"w": w.view(np.int32)}}, {"b": {"w": w}},
+                  {"a": {"w": w[::-1].copy()}}):
+        assert digest.params_digest(other) != base
+    assert digest.params_digest({"a": {"w": np.asfortranarray(w)}}) == base

@@ -90,3 +90,22 @@ def test_host_facts_are_per_accelerator_kind_and_bits_a_pure_function_of_them_an
     assert bits_small["cpu_effective_isa"] == bits_big["cpu_effective_isa"] == "AVX2"
     on_tpu = numerics.numerics_bits(tpu["facts"], MeshSpec(accelerator="tpu-v5e", chips=8, axes={"fsdp": 8}))
     assert "cpu_isa" not in on_tpu and "xla_cpu_flags" not in on_tpu and on_tpu["gradient_reduction"] == "xla"
+
+
+def test_tpu_facts_name_libtpu_and_its_pinned_flags():
+    mesh = MeshSpec(accelerator="tpu-v5e", chips=8, axes={"fsdp": 8})
+    bits = numerics.numerics_facts(mesh)["bits"]
+    assert set(bits["accelerator_packages"]) == {"libtpu"}
+    assert bits["accelerator_packages"]["libtpu"]  # installed from requirements.lock (jax[tpu])
+    assert bits["libtpu_init_args"] == numerics.TPU_INIT_ARGS
+    assert numerics.pinned_environment(mesh)["LIBTPU_INIT_ARGS"] == numerics.TPU_INIT_ARGS
+    assert "cpu_isa" not in bits and "xla_gpu_flags" not in bits
+
+
+def test_gpu_facts_name_the_cuda_plugin_and_the_determinism_flags():
+    mesh = MeshSpec(accelerator="gpu-h100", chips=8, axes={"fsdp": 8})
+    bits = numerics.numerics_facts(mesh)["bits"]
+    assert set(bits["accelerator_packages"]) == {"jax-cuda12-plugin", "jax-cuda12-pjrt"}
+    assert "--xla_gpu_deterministic_ops=true" in bits["xla_gpu_flags"]
+    env = numerics.pinned_environment(mesh)
+    assert env["XLA_FLAGS"].split() == list(numerics.GPU_DETERMINISM_FLAGS) and "LIBTPU_INIT_ARGS" not in env

@@ -1,0 +1,66 @@
+"""The real 470M and 2.8B to_code steps compiled for TPU v5e-256 on this CPU machine: fit, estimate, traffic.
+
+Why: `runix compile --aot` is how a run is checked before it queues; this
+prints, per to_code size on its v5e:16x16 slice (runtime.aot, libtpu, no TPU):
+
+  * XLA peak / HBM: XLA's per-chip peak against the chip's 16 GB (goal < 1);
+  * estimate / XLA: compiler.memory's closed form against that peak (goal within 0.8-1.2);
+  * collectives / FSDP ideal: bytes per chip per step on the wire against 3 × the parameters
+    in the compute dtype (FSDP's two all-gathers of the weights and one reduce-scatter of the
+    gradients); an all-reduce counts twice its buffer (a ring all-reduce is a reduce-scatter
+    plus an all-gather), every other collective once (goal <= 1.5).
+Both sides of each ratio come from this run. Results are cached in .runix/aot by the hash of
+the lowered program, so a second run prints at once; the first takes minutes and several GB
+per size (BRIEF §8).
+
+    .venv/bin/python benchmarks/bench_aot.py              # both sizes
+    .venv/bin/python benchmarks/bench_aot.py --size 470m
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RUNS = {"470m": "470m-text-only", "2.8b": "2.8b-text-only"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(RUNS), action="append")
+    args = parser.parse_args(argv)
+
+    from compiler.flops import parameter_count
+    from compiler.hardware import profile
+    from compiler.memory import DTYPE_BYTES, memory_per_chip
+    from compiler.specset import load_spec_set
+    from runtime import aot
+
+    runs = {r.name: r.spec for r in load_spec_set([REPO / "specs" / "to_code"]).runs}
+    hbm = profile("tpu-v5e").memory_bytes
+    print(f"{'size':6} {'XLA peak':>10} {'/ HBM':>7} {'estimate':>10} {'est/XLA':>8} {'wire/chip':>10} "
+          f"{'/ FSDP ideal':>12}  collectives (kind×count buffer bytes)   compile")
+    for size in args.size or sorted(RUNS):
+        spec = runs[RUNS[size]]
+        start = time.perf_counter()
+        result = aot.compile_run(spec, hbm, REPO / ".runix" / "aot")
+        seconds = time.perf_counter() - start
+        peak = result["peak_bytes_per_chip"]
+        estimate = memory_per_chip(spec, hbm).total
+        wire = sum(c["bytes_per_chip"] * (2 if c["kind"] == "all-reduce" else 1) for c in result["collectives"])
+        ideal = 3 * parameter_count(spec.model).total * DTYPE_BYTES[spec.dtypes.compute]
+        collectives = ", ".join(f"{c['kind']}×{c['count']} {c['bytes_per_chip'] / 1e9:.2f}G"
+                                for c in result["collectives"])
+        print(f"{size:6} {peak / 1e9:9.2f}G {peak / hbm:7.2f} {estimate / 1e9:9.2f}G {estimate / peak:8.2f} "
+              f"{wire / 1e9:9.2f}G {wire / ideal:12.2f}  {collectives}   "
+              f"{'cached' if result['cached'] else f'{seconds:.0f} s'} ({result['topology']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Where the model meets the mesh: activation constraints and per-device kernels, by logical axis names.
+
+Why a module of its own: the model (runtime.model) says what the dims of its
+activations mean and never names a mesh. The train step compiles under the
+mesh it runs on as jax's ambient mesh (`jax.set_mesh`, runtime.train_step),
+and these functions read it back. Three cases:
+
+  * no ambient mesh (evaluation, tests calling the model directly): identity;
+  * every mesh axis manual: inside `shard_map`, where arrays are already one
+    device's (the CPU fixed-order step runs the whole model per device): identity;
+  * an automatic mesh (the "xla" reduction, the TPU/GPU path): activations
+    are constrained by `runtime.sharding.RULES` (the batch over (data, fsdp)
+    from the embedding on, heads and MLP width over tensor), and what XLA
+    cannot or should not partition by itself runs inside `shard_map`: the fused
+    attention kernels (Mosaic/cuDNN custom calls "cannot be automatically
+    partitioned") and the chunked loss, which must chunk each device's own
+    tokens, vocabulary-parallel over tensor.
+
+Measured at slice scale (BRIEF §8): without the constraints the embedding
+output took the table's sharding, every chip held the whole batch, and the
+step wanted 731 GiB per v5e chip; the loss scanned all 4,096 global chunks on
+every chip with a [1024, 256000] all-reduce each.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec
+
+from kernels import attention as attention_kernels
+from kernels import cross_entropy
+from runtime import sharding
+
+FUSED_ATTENTION = ("cudnn", "pallas_tpu")
+TENSOR_AXIS = "tensor"
+
+
+def ambient_mesh():
+    """The automatic mesh this trace runs under, or None (no mesh, or inside shard_map)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.manual_axes:
+        return None
+    return mesh
+
+
+def constrain(x: jax.Array, logical_axes: tuple[str, ...]) -> jax.Array:
+    """`x` constrained to the layout its logical axes map to (identity without an automatic mesh)."""
+    mesh = ambient_mesh()
+    if mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, sharding.partition_spec(logical_axes, x.shape, mesh))
+
+
+def _batch_entry(mesh, rows: int):
+    return sharding.partition_spec(("activation_batch",), (rows,), mesh)[0]
+
+
+def attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL, *, implementation: str) -> jax.Array:
+    """`kernels.attention.attention`, per device when the kernel is a fused custom call on an automatic mesh.
+
+    Each device attends over its own sequences (batch over data × fsdp) and,
+    when both head counts divide by the tensor axis, its own heads: query head
+    h reads kv head h // (H/G), so contiguous head blocks keep their kv heads.
+    """
+    mesh = ambient_mesh()
+    if mesh is None or implementation not in FUSED_ATTENTION:
+        return attention_kernels.attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL,
+                                           implementation=implementation)
+    batch = _batch_entry(mesh, q_BxLxHxK.shape[0])
+    ways = mesh.shape[TENSOR_AXIS]
+    heads = TENSOR_AXIS if ways > 1 and not q_BxLxHxK.shape[2] % ways and not k_BxLxGxK.shape[2] % ways else None
+    qkv = PartitionSpec(batch, None, heads, None)
+
+    def local(q, k, v, *segment_ids):
+        return attention_kernels.attention(q, k, v, segment_ids[0] if segment_ids else None,
+                                           implementation=implementation)
+
+    args = (q_BxLxHxK, k_BxLxGxK, v_BxLxGxK) + (() if segment_ids_BxL is None else (segment_ids_BxL,))
+    specs = (qkv, qkv, qkv) + (() if segment_ids_BxL is None else (PartitionSpec(batch, None),))
+    # check_vma off: the Pallas and cuDNN calls carry no varying-axes rules; every input and the
+    # output are split over the same axes, so there is no replicated input whose gradient needs a sum.
+    return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=qkv, check_vma=False)(*args)
+
+
+def embed(table_VxD: jax.Array, inputs_BxL: jax.Array, table_axes: tuple[str, ...], dtype) -> jax.Array:
+    """Rows of the embedding table for each token, [B, L, D] in `dtype`; per device on an automatic mesh.
+
+    Inside `shard_map`: the table as the parameter is laid out, all-gathered
+    over the axes that split it, and each device looks up its own batch rows.
+    Its gradient then leaves as a reduce-scatter onto the table's shards
+    (the transpose of the all-gather). Left to the partitioner, the lookup
+    from a table split over d_model was an all-reduce of the whole table in
+    the forward pass and an all-to-all of the scatter-add in the backward one
+    (measured on v5e). On the mesh the table is gathered in `dtype` (half the
+    bytes of float32 with bfloat16), so each device adds up its own tokens'
+    rows of the gradient in `dtype` too; without a mesh the lookup and its
+    gradient stay in the table's dtype, as they always were.
+    """
+    mesh = ambient_mesh()
+    if mesh is None:
+        return jnp.take(table_VxD, inputs_BxL, axis=0).astype(dtype)
+    table_VxD = table_VxD.astype(dtype)
+    batch = _batch_entry(mesh, inputs_BxL.shape[0])
+    table_spec = sharding.partition_spec(table_axes, table_VxD.shape, mesh)
+
+    def local(table, inputs):
+        for dim, axis in enumerate(table_spec):
+            if axis is not None:
+                table = jax.lax.all_gather(table, axis, axis=dim, tiled=True)
+        return jnp.take(table, inputs, axis=0)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(table_spec, PartitionSpec(batch, None)),
+                         out_specs=PartitionSpec(batch, None, None), check_vma=False)(table_VxD, inputs_BxL)
+
+
+def chunked_loss(hidden_BxLxD, weight, layout: str, weight_axes: tuple[str, ...], targets_BxL, mask_BxL, *,
+                 chunk_size: int, reduction: str) -> jax.Array:
+    """`kernels.cross_entropy.chunked_cross_entropy`, each device chunking its own tokens on an automatic mesh.
+
+    Inside `shard_map` over the whole mesh: hidden states, targets and mask by
+    their batch rows; the output weight as the parameter is laid out
+    (`weight_axes`, its logical axes), all-gathered over the axis that splits
+    d_model (fsdp) — so its gradient leaves as a reduce-scatter, the FSDP
+    pattern — and split over vocab when tensor splits it (the kernel then
+    combines row max, sum and target logit over tensor, and the hidden
+    gradient leaves as per-vocab-block parts that shard_map's transpose adds
+    up). Per-device sums come out as a vector and are added outside, so
+    autodiff never transposes a collective of the loss; no [chunk, vocab]
+    block ever crosses devices.
+    """
+    mesh = ambient_mesh()
+    if mesh is None:
+        return cross_entropy.chunked_cross_entropy(
+            hidden_BxLxD, weight, targets_BxL, mask_BxL, chunk_size=chunk_size, weight_layout=layout,
+            reduction=reduction)
+    batch = _batch_entry(mesh, hidden_BxLxD.shape[0])
+    weight_spec = sharding.partition_spec(weight_axes, weight.shape, mesh)
+    d_dim = 1 if layout == "VxD" else 0
+    embed_axis, vocab_axis = weight_spec[d_dim], weight_spec[1 - d_dim]
+
+    def local(hidden, w, targets, mask):
+        if embed_axis is not None:
+            w = jax.lax.all_gather(w, embed_axis, axis=d_dim, tiled=True)
+        total = cross_entropy.chunked_cross_entropy(
+            hidden, w, targets, mask, chunk_size=chunk_size, weight_layout=layout, reduction="sum",
+            vocab_axis=vocab_axis)
+        count = jnp.sum(mask.astype(jnp.float32))
+        return total[None], count[None]
+
+    # Every device returns its sum, except along the vocab axis, whose devices combined theirs inside
+    # (one value per batch shard there: the output is replicated over that axis, and autodiff hands each
+    # device the whole cotangent for its vocab block). Devices that repeat the same computation (tensor
+    # without vocab parallelism) hold copies that are averaged, so each gets its share of the gradient.
+    out_axes = tuple(axis for axis in mesh.axis_names if axis != vocab_axis)
+    copies = _ways(mesh, out_axes) // _ways(mesh, batch)
+    rows = PartitionSpec(batch, None)
+    totals_N, counts_N = jax.shard_map(
+        local, mesh=mesh,
+        in_specs=(PartitionSpec(batch, None, None), weight_spec, rows, rows),
+        out_specs=(PartitionSpec(out_axes), PartitionSpec(out_axes)),
+        check_vma=False,
+    )(hidden_BxLxD, weight, targets_BxL, mask_BxL)
+    total = jnp.sum(totals_N) / copies
+    if reduction == "sum":
+        return total
+    count = jnp.sum(counts_N) / copies
+    return total / jnp.where(count > 0, count, 1.0)
+
+
+def _ways(mesh, entry) -> int:
+    if entry is None:
+        return 1
+    axes = entry if isinstance(entry, tuple) else (entry,)
+    ways = 1
+    for axis in axes:
+        ways *= mesh.shape[axis]
+    return ways
