@@ -27,6 +27,8 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from goals import report  # noqa: E402
+
 RUNS = {"470m": "470m-text-only", "2.8b": "2.8b-text-only"}
 
 
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     hbm = profile("tpu-v5e").memory_bytes
     print(f"{'size':6} {'XLA peak':>10} {'/ HBM':>7} {'estimate':>10} {'est/XLA':>8} {'wire/chip':>10} "
           f"{'/ FSDP ideal':>12}  collectives (kind×count buffer bytes)   compile")
+    met = True
     for size in args.size or sorted(RUNS):
         spec = runs[RUNS[size]]
         start = time.perf_counter()
@@ -59,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{size:6} {peak / 1e9:9.2f}G {peak / hbm:7.2f} {estimate / 1e9:9.2f}G {estimate / peak:8.2f} "
               f"{wire / 1e9:9.2f}G {wire / ideal:12.2f}  {collectives}   "
               f"{'cached' if result['cached'] else f'{seconds:.0f} s'} ({result['topology']})")
-    return 0
+        met &= report(f"{size}: XLA peak / HBM", round(peak / hbm, 3), "< 1")
+        met &= report(f"{size}: estimate / XLA peak", round(estimate / peak, 3), ">= 0.8")
+        met &= report(f"{size}: estimate / XLA peak (upper)", round(estimate / peak, 3), "<= 1.2")
+        met &= report(f"{size}: collective bytes / FSDP ideal", round(wire / ideal, 3), "<= 1.5")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
