@@ -7,7 +7,7 @@ where it stopped and resumed:
 
   * batch s is `batch_source.batch_at(s)`, a pure function of the step,
     read ahead by the grain pipeline (runtime.data.pipeline via runtime.device_batches);
-  * every checkpoint holds the full state (params, optimizer, step, PRNG key)
+  * every checkpoint holds the full state (params, optimizer, step)
     and the digest record so far, and a resumed run continues from exactly
     that record;
   * on cpu each step's loss is waited for (`jax.block_until_ready`) before
@@ -202,12 +202,10 @@ def _fresh_start(run: _Run, parent_dir) -> tuple[train_state_lib.TrainState, dig
         opt_state = train_state_lib.init_opt_state(run.tx, params, layout)
         if start.opt_state is not None:
             opt_state = optimizer_lib.carry_adam_moments(start.opt_state, opt_state)
-        rng_seed = spec.data.seed
     else:
         params = train_state_lib.init_params(run.parts, spec.init.seed, layout)
         opt_state = train_state_lib.init_opt_state(run.tx, params, layout)
-        rng_seed = spec.init.seed
-    state = jax.device_put(train_state_lib.fresh_state(params, opt_state, rng_seed, layout), layout.shardings)
+    state = jax.device_put(train_state_lib.fresh_state(params, opt_state, layout), layout.shardings)
     return state, digest_lib.DigestRecord(run.request.hash, run.request.name, spec.total_steps)
 
 

@@ -20,7 +20,7 @@ def start(spec):
     tx = optimizer.make_optimizer(spec.optimizer, lr)
     layout = train_state_lib.state_layout(parts, tx, mesh)
     params = train_state_lib.init_params(parts, 0, layout)
-    state = train_state_lib.fresh_state(params, train_state_lib.init_opt_state(tx, params, layout), 0, layout)
+    state = train_state_lib.fresh_state(params, train_state_lib.init_opt_state(tx, params, layout), layout)
     return parts, tx, lr, layout, mesh, state
 
 
