@@ -37,10 +37,9 @@ import numpy as np
 
 from dataprep.digests import sha256_json
 from dataprep import readers
-from dataprep.atomic_dir import exclusive
 from dataprep.files import locked_paths
 from dataprep.readers import ReaderOptions
-from dataprep.shards import ENCODE_BATCH_DOCUMENTS, SHARDS_DIR, TokenShard, _open_if_complete, shard_key, write_shard
+from dataprep.shards import ENCODE_BATCH_DOCUMENTS, SHARDS_DIR, TokenShard, open_or_build, shard_key, write_shard
 
 _CHUNK = 1 << 20
 
@@ -184,15 +183,8 @@ def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], token
     else:
         raise SourceIntegrityError(f"source {source} ({uri}): the runtime cannot read a locked source of type {kind!r}")
     destination = shard_destination(locked, options, tokenizer_artifact, root_dir)
-    existing = _open_if_complete(destination)
-    if existing is not None:
-        return existing
-    with exclusive(destination):  # a concurrent builder of the same shard finishes first; then it is found
-        existing = _open_if_complete(destination)
-        if existing is not None:
-            return existing
-        return _tokenize(uri, documents, tokenizer_artifact, destination,
-                         shard_provenance(locked, options, tokenizer_artifact))
+    return open_or_build(destination, lambda: _tokenize(uri, documents, tokenizer_artifact, destination,
+                                                        shard_provenance(locked, options, tokenizer_artifact)))
 
 
 def _tokenize(uri: str, documents, tokenizer_artifact, destination: Path, provenance) -> TokenShard:

@@ -24,7 +24,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +100,21 @@ def build_shard(manifest, tokenizer_artifact, root_dir: str | os.PathLike[str]) 
     """
     key = shard_key(manifest.digest, tokenizer_artifact.digest)
     destination = Path(root_dir) / SHARDS_DIR / key
+    return open_or_build(destination, lambda: _tokenize_corpus(manifest, tokenizer_artifact, destination))
+
+
+def open_or_build(destination: Path, build: Callable[[], TokenShard]) -> TokenShard:
+    """The complete shard at `destination`, built by `build` once across processes.
+
+    Checked before and again under the exclusive lock: a concurrent builder of
+    the same shard finishes first, and then its shard is found, not rebuilt.
+    """
     existing = _open_if_complete(destination)
     if existing is not None:
         return existing
-    with exclusive(destination):  # a concurrent builder of the same shard finishes first; then it is found
+    with exclusive(destination):
         existing = _open_if_complete(destination)
-        if existing is not None:
-            return existing
-        return _tokenize_corpus(manifest, tokenizer_artifact, destination)
+        return existing if existing is not None else build()
 
 
 def _tokenize_corpus(manifest, tokenizer_artifact, destination: Path) -> TokenShard:
