@@ -17,6 +17,9 @@ startup, checkpoint saves, evaluations), so that
     chip-hours = FLOPs ÷ (peak FLOP/s per chip × priced MFU) ÷ 3600   (the steps)
     total chip-hours = chip-hours + overhead chip-hours
     wall-clock hours = total chip-hours ÷ chips of the run's mesh.
+Where `runix compile --aot` has compiled a run's step with this machine's
+toolchain, the run also carries XLA's fit verdict (compiler.aot_check: peak
+per chip against the chip's memory); otherwise it says it was not checked.
 A run whose hash is in `built` is skipped on launch, as Nix skips a built
 derivation: its status is "built" and it adds nothing to the totals.
 
@@ -42,6 +45,7 @@ import dataclasses
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+from compiler.aot_check import AotCheck, AotIndex, check as aot_fit_check
 from compiler.data_checks import data_problems
 from compiler.flops import FlopCount, ParameterCount, parameter_count, training_flops
 from compiler.hardware import HardwareProfile, profile
@@ -81,6 +85,7 @@ class RunPlan:
     memory: MemoryEstimate
     price: Price
     unresolved: tuple[UnresolvedInput, ...] = ()  # empty: every input is locked (or no lock was given)
+    aot_check: AotCheck | None = None  # XLA's fit verdict from `runix compile --aot` (compiler.aot_check)
 
     @property
     def can_launch_here(self) -> bool:
@@ -227,7 +232,7 @@ def _run_json(r: RunPlan) -> dict[str, Any]:
             "detail": r.price.detail,
             "built_runs": r.price.built_runs,
             "seconds_per_step": r.price.seconds_per_step,
-            "aot_check": None,
+            "aot_check": r.aot_check.to_json() if r.aot_check else None,
         },
         "overheads": {
             name: {"seconds": o.seconds, "chip_hours": o.chip_hours(spec.mesh.chips), "source": o.source}
@@ -241,13 +246,15 @@ def _run_json(r: RunPlan) -> dict[str, Any]:
 
 
 def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | None = None,
-         lock: Lock | None = None, measurements: Sequence[Measurement] = ()) -> Plan:
+         lock: Lock | None = None, measurements: Sequence[Measurement] = (), aot: AotIndex = AotIndex()) -> Plan:
     """Price every run of `spec_set`; raise SpecError with every run that cannot run on its mesh.
 
     `built` holds the hashes already in the store (`Store.built_hashes`);
     `mfu` prices every run's steps at that one MFU instead of the step-time
     model; `measurements` are the built runs' timing records
-    (compiler.calibration.read_measurements) the prices calibrate on; `lock` is the spec set's lock
+    (compiler.calibration.read_measurements) the prices calibrate on; `aot` holds the records of
+    `runix compile --aot` and this machine's toolchain (compiler.aot_check) each run's fit check is
+    looked up in; `lock` is the spec set's lock
     (the runs' unresolved inputs, and the token counts that check each
     source's budget against its `max_repeats`).
     """
@@ -266,7 +273,7 @@ def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | N
         runs.append(RunPlan(
             run=run, built=run.hash in built, hardware=hardware, mfu=price.mfu,
             params=parameter_count(spec.model), flops=training_flops(spec), memory=memory, price=price,
-            unresolved=unresolved,
+            unresolved=unresolved, aot_check=aot_fit_check(spec, hardware, aot),
         ))
         problems.extend(_mesh_problems(run))
         if lock is not None and run.hash not in built:

@@ -70,6 +70,7 @@ class Inputs:
     store_url: str
     store_found: bool  # False: the default store folder does not exist (nothing is built)
     measurements: tuple = ()  # compiler.calibration.Measurement of every built run with a timing record
+    aot: object = None  # compiler.aot_check.AotIndex: `compile --aot`'s verdicts and this machine's toolchain
 
 
 def load_inputs(args) -> Inputs:
@@ -80,16 +81,25 @@ def load_inputs(args) -> Inputs:
     run on a fresh checkout creates nothing (and needs no fsspec).
     """
     locked = load_locked_spec_set(args.paths, args.lockfile)
+    aot = _read_aot_index(project_root(args.paths[0]))
     if args.store is not None:
         built, measurements = _read_store(args.store)
-        return Inputs(locked, built, args.store, True, measurements)
+        return Inputs(locked, built, args.store, True, measurements, aot)
     from compiler.store import default_store_url
 
     url = default_store_url(project_root(args.paths[0]))
     if not pathlib.Path(url).is_dir():
-        return Inputs(locked, frozenset(), url, False)
+        return Inputs(locked, frozenset(), url, False, aot=aot)
     built, measurements = _read_store(url)
-    return Inputs(locked, built, url, True, measurements)
+    return Inputs(locked, built, url, True, measurements, aot)
+
+
+def _read_aot_index(root):
+    """`runix compile --aot`'s recorded verdicts (compiler.aot_check), with this machine's toolchain to trust them by."""
+    from compiler.aot_check import AotIndex, read_index, toolchain
+
+    records = read_index(root)
+    return AotIndex(records, toolchain() if records else None)
 
 
 def _input_key(u) -> tuple[str, str]:
@@ -115,7 +125,7 @@ def run(args, console) -> int:
 
     inputs = load_inputs(args)
     result = plan(inputs.locked.spec_set, inputs.built, mfu=args.mfu, lock=inputs.locked.lock,
-                  measurements=inputs.measurements)
+                  measurements=inputs.measurements, aot=inputs.aot)
     if args.aot:
         if args.dry_run:
             from compiler.problems import Location, Problem, SpecError
@@ -133,6 +143,11 @@ def run(args, console) -> int:
     return 0
 
 
+def _names(names: list[str], shown: int = 4) -> str:
+    """"a, b, c" or "a, b, c, d and 60 more"."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     from rich.cells import cell_len
     from rich.table import Table
@@ -145,7 +160,7 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     for r in result.runs:
         for u in r.unresolved:
             numbers.setdefault(_input_key(u), len(numbers) + 1)
-    headers = ["hash", "run", "parent", "tokens", "steps", "params", "non-emb", "FLOPs", "mem/chip",
+    headers = ["hash", "run", "parent", "tokens", "steps", "params", "non-emb", "FLOPs", "mem/chip", "AOT fit",
                "MFU", "price", "chip-h", "+overhead", "total chip-h", "wall-h", "chips", "unresolved", "status"]
     if not numbers:  # every input of every run is locked: no column for it
         headers.remove("unresolved")
@@ -156,7 +171,8 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
             r.run.short_hash, r.run.name, r.run.parent_name or (r.run.parent_hash or "")[:12] or "-",
             format_count(spec.total_tokens), f"{spec.total_steps:,}",
             format_count(r.params.total), format_count(r.params.non_embedding), format_flops(r.flops.total),
-            f"{format_bytes(r.memory.total)} {r.memory.fraction:4.0%}", f"{r.mfu:.2f}", r.price.label,
+            f"{format_bytes(r.memory.total)} {r.memory.fraction:4.0%}", r.aot_check.label, f"{r.mfu:.2f}",
+            r.price.label,
             format_hours(r.chip_hours), format_hours(r.overhead_chip_hours), format_hours(r.total_chip_hours),
             format_hours(r.wall_hours), f"{spec.mesh.chips} {value(spec.mesh.accelerator)}",
             " ".join(map(str, sorted(numbers[_input_key(u)] for u in r.unresolved))) or "-",
@@ -168,7 +184,7 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     totals = result.totals()
     total_row = [
         "", f"total: {totals.to_build} to build", "", format_count(totals.tokens), "", "", "",
-        format_flops(totals.flops), "", "", "", format_hours(totals.chip_hours),
+        format_flops(totals.flops), "", "", "", "", format_hours(totals.chip_hours),
         format_hours(totals.overhead_chip_hours), format_hours(totals.total_chip_hours), format_hours(totals.wall_hours),
         "", f"{totals.unresolved} runs", f"{totals.built} built",
     ]
@@ -182,9 +198,10 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
         console.width = max(console.width, sum(widths) + 3 * len(widths) + 1)
     table = Table(title=f"plan: {len(result.runs)} runs, parents before children", title_justify="left")
     for header, width in zip(headers, widths):
-        left = header in ("hash", "run", "parent", "price", "unresolved", "status")
+        left = header in ("hash", "run", "parent", "AOT fit", "price", "unresolved", "status")
         table.add_column(header, justify="left" if left else "right", no_wrap=True, width=width)
     styled = {"status": lambda r: "green" if r.built else "",
+              "AOT fit": lambda r: "red" if r.aot_check.status == "does not fit" else "",
               "unresolved": lambda r: "yellow" if r.unresolved and not r.built else ""}
     columns = []
     for i, header in enumerate(headers):
@@ -236,6 +253,14 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
         span = f"MFU {mfus[0]:.2f}" if mfus[0] == mfus[-1] or f"{mfus[0]:.2f}" == f"{mfus[-1]:.2f}" \
             else f"MFU {mfus[0]:.2f}–{mfus[-1]:.2f}"
         lines.append(f"  {detail} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {span})")
+    lines.append("AOT fit: XLA's peak memory per chip of the run's compiled step against the chip's, as "
+                 "`runix compile --aot` recorded it (.runix/aot-index/; trusted only for this jax, libtpu, flags "
+                 "and step code):")
+    checks: dict[str, list] = {}
+    for r in result.runs:
+        checks.setdefault(r.aot_check.detail, []).append(r.run.name)
+    for detail, names in checks.items():
+        lines.append(f"  {detail}: {_names(names)}")
     lines.append("+overhead: compile + startup + checkpoint saves at each spec's cadence + other + evals, each "
                  "with its source in --json `overheads`:")
     for name in ("compile", "startup", "checkpoints", "other", "evals"):
