@@ -71,6 +71,7 @@ class Inputs:
     store_found: bool  # False: the default store folder does not exist (nothing is built)
     measurements: tuple = ()  # compiler.calibration.Measurement of every built run with a timing record
     aot: object = None  # compiler.aot_check.AotIndex: `compile --aot`'s verdicts and this machine's toolchain
+    built_evals: frozenset[str] = frozenset()  # eval hashes built in the store (they cost nothing)
 
 
 def load_inputs(args) -> Inputs:
@@ -83,15 +84,15 @@ def load_inputs(args) -> Inputs:
     locked = load_locked_spec_set(args.paths, args.lockfile)
     aot = _read_aot_index(project_root(args.paths[0]))
     if args.store is not None:
-        built, measurements = _read_store(args.store)
-        return Inputs(locked, built, args.store, True, measurements, aot)
+        built, measurements, built_evals = _read_store(args.store)
+        return Inputs(locked, built, args.store, True, measurements, aot, built_evals)
     from compiler.store import default_store_url
 
     url = default_store_url(project_root(args.paths[0]))
     if not pathlib.Path(url).is_dir():
         return Inputs(locked, frozenset(), url, False, aot=aot)
-    built, measurements = _read_store(url)
-    return Inputs(locked, built, url, True, measurements, aot)
+    built, measurements, built_evals = _read_store(url)
+    return Inputs(locked, built, url, True, measurements, aot, built_evals)
 
 
 def _read_aot_index(root):
@@ -107,15 +108,16 @@ def _input_key(u) -> tuple[str, str]:
     return u.what.split()[0], u.uri
 
 
-def _read_store(url: str) -> tuple[frozenset[str], tuple]:
-    """The built hashes, and the timing records of built runs (compiler.calibration) the prices calibrate on."""
+def _read_store(url: str) -> tuple[frozenset[str], tuple, frozenset[str]]:
+    """The built hashes, the timing records of built runs (compiler.calibration) the prices calibrate on, and the built evals."""
     from compiler.calibration import read_measurements
+    from compiler.eval_store import EvalStore
     from compiler.problems import Location, Problem, SpecError
     from compiler.store import Store
 
     try:
         store = Store(url)
-        return frozenset(store.built_hashes()), tuple(read_measurements(store))
+        return frozenset(store.built_hashes()), tuple(read_measurements(store)), frozenset(EvalStore(store).built())
     except (ImportError, ValueError, OSError) as err:
         raise SpecError([Problem(Location(url), "--store", f"cannot list the store: {err}")]) from None
 
@@ -125,7 +127,7 @@ def run(args, console) -> int:
 
     inputs = load_inputs(args)
     result = plan(inputs.locked.spec_set, inputs.built, mfu=args.mfu, lock=inputs.locked.lock,
-                  measurements=inputs.measurements, aot=inputs.aot)
+                  measurements=inputs.measurements, aot=inputs.aot, built_evals=inputs.built_evals)
     if args.aot:
         if args.dry_run:
             from compiler.problems import Location, Problem, SpecError
@@ -146,6 +148,28 @@ def run(args, console) -> int:
 def _names(names: list[str], shown: int = 4) -> str:
     """"a, b, c" or "a, b, c, d and 60 more"."""
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _evals_note(result) -> str:
+    """The evals overhead in one line: how many are priced, at what, and the runs whose evals are not."""
+    from compiler.plan import format_count, format_hours
+
+    costs = [r.price.evals for r in result.runs if r.price.evals is not None]
+    to_build = [c for c in costs if c.to_build]
+    parts = []
+    if to_build:
+        parts.append(
+            f"{sum(c.to_build for c in to_build)} evals to build over {len(to_build)} runs, "
+            f"{format_hours(sum(r.eval_chip_hours for r in result.runs))} chip-h: "
+            f"{format_count(sum(c.forward_tokens for c in to_build))} forward tokens (compiler/eval_pricing.py) at the forward "
+            f"share of each run's priced step + {sum(c.checkpoint_loads for c in to_build)} checkpoint loads priced "
+            "as saves; the eval jobs' start and compile are not priced")
+    built = sum(c.built for c in costs)
+    if built:
+        parts.append(f"{built} evals already built cost nothing")
+    others = sorted({r.price.overheads["evals"].source for r in result.runs
+                     if r.price.evals is None or (not r.price.evals.to_build and not r.price.evals.built)})
+    return "; ".join(parts + others)
 
 
 def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
@@ -263,9 +287,10 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
         lines.append(f"  {detail}: {_names(names)}")
     lines.append("+overhead: compile + startup + checkpoint saves at each spec's cadence + other + evals, each "
                  "with its source in --json `overheads`:")
-    for name in ("compile", "startup", "checkpoints", "other", "evals"):
+    for name in ("compile", "startup", "checkpoints", "other"):
         sources = sorted({r.price.overheads[name].source for r in result.runs})
         lines.append(f"  {name}: " + "; ".join(sources))
+    lines.append(f"  evals: {_evals_note(result)}")
     lines.append("hardware:")
     for hw in result.hardware():
         lines.append(

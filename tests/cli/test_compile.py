@@ -23,7 +23,7 @@ HARDWARE_KEYS = ["peak_flops_per_chip", "memory_bytes_per_chip", "memory_shared_
                  "default_mfu", "source", "hbm_bytes_per_s_per_chip"]
 RUN_KEYS = ["name", "hash", "short_hash", "parent_name", "parent_hash", "status", "location", "accelerator", "chips",
             "mesh", "steps", "tokens", "sequences_per_step", "sequence_length", "parameters", "flops",
-            "memory_per_chip", "mfu", "chip_hours", "wall_hours", "price", "overheads", "checkpoint_saves",
+            "memory_per_chip", "mfu", "chip_hours", "wall_hours", "price", "overheads", "checkpoint_saves", "evals",
             "overhead_chip_hours", "total_chip_hours", "unresolved_inputs"]
 NESTED_KEYS = {
     "mesh": ["data", "fsdp", "tensor"],
@@ -33,6 +33,7 @@ NESTED_KEYS = {
                         "fraction", "remat", "cross_entropy", "attention"],
     "price": ["source", "detail", "built_runs", "seconds_per_step", "aot_check"],
     "overheads": ["compile", "startup", "checkpoints", "other", "evals"],
+    "evals": ["to_build", "built", "forward_tokens", "checkpoint_loads"],
 }
 def compile_repo_specs(*args, tmp_path):
     """`runix compile` on the repository's spec sets against an empty store, so a
@@ -42,7 +43,7 @@ def compile_repo_specs(*args, tmp_path):
 
 AOT_CHECK_KEYS = ["status", "detail", "topology", "peak_bytes_per_chip", "hbm_bytes_per_chip", "program_key"]
 TOTALS_KEYS = ["runs", "to_build", "built", "tokens", "flops", "chip_hours", "wall_hours", "critical_path_hours",
-               "unresolved", "overhead_chip_hours", "total_chip_hours"]
+               "unresolved", "overhead_chip_hours", "total_chip_hours", "eval_chip_hours"]
 
 
 def test_dry_run_table_of_the_tiny_specs(tmp_path):
