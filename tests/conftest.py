@@ -14,6 +14,8 @@ import pytest
 # installed (requirements.lock, for ahead-of-time TPU compiles) jax would otherwise look for a local TPU
 # first, warn about its missing environment and take libtpu's one-process lockfile.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# gcsfs reads this once, at import: the GCS test server (tests/gcsserver.py) has no gRPC endpoint to probe.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -41,6 +43,8 @@ def pytest_configure(config):
     other process on the machine holds it.
     """
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# gcsfs reads this once, at import: the GCS test server (tests/gcsserver.py) has no gRPC endpoint to probe.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
 @pytest.fixture
@@ -119,3 +123,43 @@ def s3_store_url(s3_endpoint, s3_env) -> str:
     from tests.s3server import new_bucket
 
     return f"s3://{new_bucket(s3_endpoint)}/store"
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint(tmp_path_factory):
+    """A real GCS JSON API server (fake-gcs-server) on 127.0.0.1 for the whole session; stopped at its end."""
+    from tests.gcsserver import gcs_server
+
+    with gcs_server(tmp_path_factory.mktemp("fake-gcs")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def gcs_env(gcs_endpoint, monkeypatch) -> dict[str, str]:
+    """The variables gcsfs reads to reach the server, set for this process and returned for subprocesses."""
+    from tests.gcsserver import client_environment
+
+    env = client_environment(gcs_endpoint)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def gcs_store_url(gcs_env) -> str:
+    """`gs://<a new bucket>/store` on the test server."""
+    from tests.gcsserver import new_bucket
+
+    return f"gs://{new_bucket()}/store"
+
+
+@pytest.fixture(params=["s3", "gcs"])
+def bucket_store_url(request) -> str:
+    """A new bucket's store on each object store the project supports: S3 (moto) and GCS (fake-gcs-server)."""
+    return request.getfixturevalue(f"{request.param}_store_url")
+
+
+@pytest.fixture
+def bucket_env(bucket_store_url, request) -> dict[str, str]:
+    """The client variables of `bucket_store_url`'s server, for subprocesses."""
+    return request.getfixturevalue("s3_env" if bucket_store_url.startswith("s3://") else "gcs_env")

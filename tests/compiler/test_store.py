@@ -35,12 +35,12 @@ def locked_tiny():
 RUNS, LOCK = locked_tiny()
 
 
-@pytest.fixture(params=["local", "s3", "memory"])
+@pytest.fixture(params=["local", "s3", "gcs", "memory"])
 def store(request, tmp_path):
     if request.param == "local":
         return Store(str(tmp_path / "store"))
-    if request.param == "s3":
-        return Store(request.getfixturevalue("s3_store_url"), staging=tmp_path / "staging")
+    if request.param in ("s3", "gcs"):
+        return Store(request.getfixturevalue(f"{request.param}_store_url"), staging=tmp_path / "staging")
     return Store(f"memory://store-{uuid.uuid4().hex}/root", staging=tmp_path / "staging")
 
 

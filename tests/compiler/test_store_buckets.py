@@ -1,4 +1,5 @@
-"""The store on a bucket of a real S3-compatible server (moto on 127.0.0.1), through s3fs as a user's s3:// store.
+"""The store on a bucket of real object-store servers on 127.0.0.1, through the clients a user's store uses:
+S3 (moto, through s3fs) and GCS (fake-gcs-server, through gcsfs); bad URLs on S3.
 
 Leases (conditional create, heartbeat, takeover after expiry, bounded waits),
 object-store publishing (no rename; a loser never overwrites or deletes a
@@ -36,25 +37,25 @@ def fresh(url: str, tmp_path, tag: str, **options) -> Store:
     return Store(url, staging=tmp_path / f"staging-{tag}", **options)
 
 
-def test_publish_on_s3_writes_every_file_then_the_marker_and_verifies(s3_store_url, tmp_path):
-    store = fresh(s3_store_url, tmp_path, "a")
+def test_publish_on_a_bucket_writes_every_file_then_the_marker_and_verifies(bucket_store_url, tmp_path):
+    store = fresh(bucket_store_url, tmp_path, "a")
     run, started = build(store)
     assert store.is_built(run.hash) and store.verify(run.hash) == []
     entry = store.entry(run.hash)
     marker = json.loads(store.fs.cat_file(f"{entry}/{COMPLETE_FILE}"))
     assert marker["hash"] == run.hash
     assert not started.path.exists()  # the local staging folder goes once published
-    other = fresh(s3_store_url, tmp_path, "b")
+    other = fresh(bucket_store_url, tmp_path, "b")
     assert other.is_built(run.hash) and other.verify(run.hash) == []
     assert other.begin_build(run, LOCK.entries_for(run)) is None
 
 
-def test_a_second_builder_waits_a_bounded_time_and_names_the_holder(s3_store_url, tmp_path):
+def test_a_second_builder_waits_a_bounded_time_and_names_the_holder(bucket_store_url, tmp_path):
     run = RUNS["tiny-code"]
-    first = fresh(s3_store_url, tmp_path, "a", lease_ttl=30)
+    first = fresh(bucket_store_url, tmp_path, "a", lease_ttl=30)
     held = first.begin_build(run, LOCK.entries_for(run))
     assert held is not None
-    second = fresh(s3_store_url, tmp_path, "b", lease_ttl=30)
+    second = fresh(bucket_store_url, tmp_path, "b", lease_ttl=30)
     assert second.begin_build(run, LOCK.entries_for(run), wait=False) is None
     started = time.monotonic()
     assert second.begin_build(run, LOCK.entries_for(run), timeout=1.0) is None
@@ -78,14 +79,14 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_a_holder_that_stops_heartbeating_is_taken_over_after_expiry(s3_store_url, tmp_path, s3_env):
+def test_a_holder_that_stops_heartbeating_is_taken_over_after_expiry(bucket_store_url, tmp_path, bucket_env):
     """A holder frozen (as a machine that fell off the network would be) loses its lease after the ttl."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, s3_store_url, str(tmp_path / "holder"), "2"],
-                              cwd=REPO, env={**os.environ, **s3_env}, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, bucket_store_url, str(tmp_path / "holder"), "2"],
+                              cwd=REPO, env={**os.environ, **bucket_env}, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         run = RUNS["tiny-code"]
-        taker = fresh(s3_store_url, tmp_path, "taker", lease_ttl=2)
+        taker = fresh(bucket_store_url, tmp_path, "taker", lease_ttl=2)
         assert taker.begin_build(run, LOCK.entries_for(run), wait=False) is None  # alive and renewing
         os.kill(holder.pid, signal.SIGSTOP)  # frozen: no more heartbeats, not dead either
         started = time.monotonic()
@@ -100,15 +101,15 @@ def test_a_holder_that_stops_heartbeating_is_taken_over_after_expiry(s3_store_ur
         holder.wait(timeout=30)
 
 
-def test_a_stalled_holder_never_publishes_over_or_deletes_the_winners_entry(s3_store_url, tmp_path):
+def test_a_stalled_holder_never_publishes_over_or_deletes_the_winners_entry(bucket_store_url, tmp_path):
     run = RUNS["tiny-code"]
-    stalled = fresh(s3_store_url, tmp_path, "stalled", lease_ttl=1)
+    stalled = fresh(bucket_store_url, tmp_path, "stalled", lease_ttl=1)
     late = stalled.begin_build(run, LOCK.entries_for(run))
     (late.path / "digest.json").write_text('{"final_params_sha256": "late"}')
     [(_, (lease, _))] = stalled.held.items()
     lease._stop.set()  # its heartbeat stalls, as a paused VM's would
     time.sleep(1.5)
-    winner = fresh(s3_store_url, tmp_path, "winner", lease_ttl=30)
+    winner = fresh(bucket_store_url, tmp_path, "winner", lease_ttl=30)
     taking = winner.begin_build(run, LOCK.entries_for(run), timeout=10)  # takes over after expiry
     assert taking is not None
     with pytest.raises(StoreError, match="took it over"):
@@ -123,9 +124,9 @@ def test_a_stalled_holder_never_publishes_over_or_deletes_the_winners_entry(s3_s
     assert digest == {"final_params_sha256": "winner"}
 
 
-def test_checkpoints_in_the_store_let_another_machine_resume(s3_store_url, tmp_path):
+def test_checkpoints_in_the_store_let_another_machine_resume(bucket_store_url, tmp_path):
     run = RUNS["tiny-code"]
-    first = fresh(s3_store_url, tmp_path, "a")
+    first = fresh(bucket_store_url, tmp_path, "a")
     work = first.begin_build(run, LOCK.entries_for(run))
     step = work.path / "checkpoints" / "20"
     (step / "state").mkdir(parents=True)
@@ -135,7 +136,7 @@ def test_checkpoints_in_the_store_let_another_machine_resume(s3_store_url, tmp_p
     assert work.sync_checkpoints() == [20]
     assert work.sync_checkpoints() == []  # copied once
     work.abort()  # the machine is lost; its disk with it
-    second = fresh(s3_store_url, tmp_path, "b")
+    second = fresh(bucket_store_url, tmp_path, "b")
     resumed = second.begin_build(run, LOCK.entries_for(run))
     assert resumed.resumed
     assert (resumed.path / "checkpoints" / "20" / "state" / "shard").read_bytes() == b"\x00state-at-20"
@@ -145,8 +146,8 @@ def test_checkpoints_in_the_store_let_another_machine_resume(s3_store_url, tmp_p
     assert not second.fs.exists(second.remote_building_path(run.hash, run.name))
 
 
-def test_gc_keeps_queued_derivations_their_parents_and_live_builds_and_says_why(s3_store_url, tmp_path):
-    store = fresh(s3_store_url, tmp_path, "a", lease_ttl=30)
+def test_gc_keeps_queued_derivations_their_parents_and_live_builds_and_says_why(bucket_store_url, tmp_path):
+    store = fresh(bucket_store_url, tmp_path, "a", lease_ttl=30)
     parent, child = RUNS["tiny-code"], RUNS["tiny-code-text"]
     build(store, "tiny-code")
     store.register(child, LOCK.entries_for(child))  # a queued job of another spec set needs it and its parent
@@ -158,7 +159,7 @@ def test_gc_keeps_queued_derivations_their_parents_and_live_builds_and_says_why(
     assert store.is_built(parent.hash) and store.derivation(child.hash)[0] == child.name
     building = store.begin_build(child.hash)  # now a builder holds it
     assert building is not None
-    result = fresh(s3_store_url, tmp_path, "b").collect([])
+    result = fresh(bucket_store_url, tmp_path, "b").collect([])
     assert any(entry.hash == child.hash and "being built" in reason for entry, reason in result.kept)
     building.abort(discard=True)
 
@@ -196,8 +197,8 @@ def test_open_store_refuses_bad_credentials(tmp_path):
     assert "refused" in text, text
 
 
-def test_lease_objects_use_conditional_creates_only_one_taker_wins(s3_store_url):
-    store = Store(s3_store_url)
+def test_lease_objects_use_conditional_creates_only_one_taker_wins(bucket_store_url):
+    store = Store(bucket_store_url)
     folder = store.join(".locks")
     run_hash = RUNS["tiny-code"].hash
     leases = [ObjectLease(store.fs, folder, run_hash, ttl=30) for _ in range(4)]
