@@ -24,6 +24,11 @@ lockfile per spec set, `lockfiles/<name>.lock.json` in the project:
                                            "host": {"cpu_model": "…", …}}}}
     }
 
+`token_counts` is keyed by the tokenizer's key, plus `#format=…&text_field=…`
+for a source read with reader options (`count_key`); `runix lock` counts a
+file or `tfds://` source by tokenizing it once into its shard (published into
+the store). Counts enter no hash.
+
 What enters a run's hash (`Lock.inputs_for`): the digest of each of its
 sources and of its tokenizer (or an "unresolved" marker), the runtime
 versions, and the numerics bits of its mesh: runtime.numerics.numerics_bits
@@ -428,6 +433,7 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
         tokenizers[key] = {"original": original, "locked": _copy(resolution.locked), "unresolved": resolution.unresolved}
         progress("tokenizer", key, LockedInput(**tokenizers[key]))
     problems: list[Problem] = []
+    unreadable: set[tuple[str, str]] = set()
     for run in unlocked.runs:
         tokenizer = tokenizers[tokenizer_key(run.spec)]
         for name, src in sorted(run.spec.data.sources.items()):
@@ -436,13 +442,14 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
                 continue
             counts = source["locked"].setdefault("token_counts", {})
             key = count_key(run.spec, src)
-            if key not in counts:
+            if key not in counts and (src.uri, key) not in unreadable:
                 try:  # a file source is tokenized here, once (compiler.resolve_inputs: a shard)
                     count = resolver.token_count(src.uri, source["locked"], tokenizer["original"]["uri"],
                                                  run.spec.model.vocab_size or 0, tokenizer["locked"],
                                                  reader_options(src))
-                except SourceReadError as err:
+                except SourceReadError as err:  # said once, for the first run that reads it
                     problems.append(Problem(run.location, f"runs[{run.name}].data.sources.{name}", str(err)))
+                    unreadable.add((src.uri, key))
                     count = None
                 if count is not None:
                     counts[key] = count

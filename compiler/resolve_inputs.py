@@ -7,6 +7,12 @@ prepared on this machine). An unresolved input is not an error for `lock`: the
 lockfile records it, dry runs price it from `declared_tokens`, and `launch`
 refuses it (compiler.lock.require_fully_resolved).
 
+Token counts: a built-in corpus under the built-in BPE, and any file or
+`tfds://` source under any locked tokenizer, is tokenized once into its shard
+in the data root (dataprep), which `runix lock` then publishes into the store
+(`DefaultResolver.shards`); a source that cannot be read as documents raises
+SourceReadError (bad input).
+
 Every `locked` record has a `digest` (hex sha256): the one value of the input
 that enters the run hash. For file trees it is sha256 over the canonical JSON
 of {"files": {relative path: sha256}}, the same rule as
@@ -189,12 +195,12 @@ class DefaultResolver:
         except Exception as err:  # noqa: BLE001 - no count without the tokenizer; the build says why
             self.log(f"no token count for {uri}: {_reason(err)}")
             return None
-        self.log(f"tokenizing {uri} with {tokenizer_uri} (once: the shard is shared through the store)")
+        self.log(f"tokenizing {uri} into its token shard (once; builds copy it from the store)")
         try:
             shard = external.build_external_shard(uri, uri, locked, artifact, self.options.data_root,
                                                   tfds_dir=self.options.tfds_data_dir, options=ReaderOptions(**reader))
-        except external.SourceIntegrityError as err:
-            raise SourceReadError(str(err)) from None
+        except external.SourceIntegrityError as err:  # its message starts "source <name> (<uri>): "; here both are the uri
+            raise SourceReadError(str(err).replace(f"source {uri} ({uri}): ", f"{uri}: ", 1)) from None
         self.shards[shard.path.name] = shard
         return shard.num_tokens
 

@@ -3,6 +3,12 @@
     runix lock specs/tiny            # writes lockfiles/tiny.lock.json
     runix lock specs/tiny --check    # re-resolve, compare, write nothing; exit 1 on drift (CI)
 
+Each file and `tfds://` source is tokenized here, once, into its token shard
+(that is its token count), and the shard is published into the store
+(`--store URL`, default the project's) after the lockfile is written, so no
+build on any host that shares the store tokenizes it again. A source that
+cannot be read as documents is bad input (exit 2), nothing written.
+
 Inputs that cannot be reached here (a gs:// bucket, a TFDS dataset not
 prepared locally) are listed as unresolved and recorded so; that is not an
 error for `lock` (exit 0), but `launch` refuses them.

@@ -137,3 +137,27 @@ def test_lock_tokenizes_into_the_store_and_two_runs_on_another_host_read_only_sh
     assert built == ["one-source", "one-source-seed1"]
     assert tokenizations(build_root) == [] and len(tokenizations(lock_root)) == 1  # one tokenization in all
     assert (build_root / "shards" / key / "tokens.npy").is_file()
+
+
+def test_lock_refuses_a_corrupt_file_and_a_missing_field_at_once_writing_nothing(tmp_path):
+    import zstandard
+
+    corpus, _, tokenizer = make_source(tmp_path)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
+    lines = "".join(json.dumps({"text": "def f(): return 1"}) + "\n" for _ in range(4))
+    (tmp_path / "code.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
+    spec = json.loads(spec_text(corpus, tokenizer))
+    spec["runs"][0]["data"]["sources"] = {
+        "web": {"uri": str(tmp_path / "bad.parquet"), "role": "text", "tokens": 64, "max_repeats": 4},
+        "code": {"uri": str(tmp_path / "code.jsonl.zst"), "role": "code", "tokens": 64, "max_repeats": 4,
+                 "text_field": "body"}}
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec))
+    result = run_cli("lock", tmp_path / "spec.yaml", "--lockfile", tmp_path / "x.lock.json", "--store",
+                     tmp_path / "store", "--data-root", tmp_path / "data", timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    err = result.stderr
+    assert "runs[one-source].data.sources.web" in err and "bad.parquet" in err
+    assert "runs[one-source].data.sources.code" in err and "code.jsonl.zst line 1 has no string field 'body'" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.lock.json").exists() and not (tmp_path / "store").exists()
+    assert tokenizations(tmp_path / "data") == []
