@@ -183,7 +183,6 @@ class DefaultResolver:
         """
         from dataprep import external  # noqa: PLC0415 (heavy: tokenizers, numpy)
         from dataprep.readers import ReaderOptions  # noqa: PLC0415
-
         from dataprep.vocab import check_vocab  # noqa: PLC0415
 
         if locked.get("type") not in ("files", "tfds"):

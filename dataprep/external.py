@@ -185,11 +185,8 @@ def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], token
     source, checking every file against the lock first and again as it reads.
     """
     destination = shard_destination(locked, options, tokenizer_artifact, root_dir)
-    existing = open_if_complete(destination)
-    if existing is not None and store is None:
-        return existing
 
-    def build() -> TokenShard:
+    def build() -> TokenShard:  # opens the shard when the data root has it
         return _build_checked(source, uri, locked, tokenizer_artifact, destination, tfds_dir, options)
 
     if store is None:

@@ -181,9 +181,9 @@ def test_prepare_on_beam_finds_the_shards_the_launch_used(project, entry):
 
     before = len(tokenizations(project / "data"))
     result = run_cli("prepare", project / "spec.yaml", "--lockfile", project / "x.lock.json",
-                     "--data-root", project / "data", "--workers", "2", timeout=300)
+                     "--data-root", project / "data", "--workers", "2", "--store", project / "store", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "prepared 2 shard(s)" in result.stdout
+    assert "prepared 2 shard(s)" in result.stdout and "(0 published now)" in result.stdout  # lock published them
     assert len(tokenizations(project / "data")) == before  # built once already: nothing tokenized again
 
 
