@@ -347,6 +347,21 @@ def collectives(hlo: str) -> list[Collective]:
     return [Collective(kind, n, b) for kind, (n, b) in sorted(counts.items())]
 
 
+def wire_bytes(collectives_json: list[dict]) -> int:
+    """Bytes per chip per step on the wire: an all-reduce counts twice its buffer, every other collective once.
+
+    A ring all-reduce is a reduce-scatter plus an all-gather; on multi-host
+    slices libtpu writes FSDP's all-gathers and reduce-scatters as all-reduces
+    (tests/runtime/test_aot.py), and this counts what those cost.
+    """
+    return sum(c["bytes_per_chip"] * (2 if c["kind"] == "all-reduce" else 1) for c in collectives_json)
+
+
+def fsdp_ideal_bytes(parameters: int, compute_dtype_bytes: int) -> int:
+    """FSDP's traffic per chip per step: two all-gathers of the weights (forward, backward) and one reduce-scatter."""
+    return 3 * parameters * compute_dtype_bytes
+
+
 def largest_buffers(hlo: str, top: int = 8) -> list[dict]:
     """The largest arrays the compiled step produces (instruction name, shape, bytes), largest first."""
     found = []
