@@ -17,6 +17,9 @@ startup, checkpoint saves, evaluations), so that
     chip-hours = FLOPs ÷ (peak FLOP/s per chip × priced MFU) ÷ 3600   (the steps)
     total chip-hours = chip-hours + overhead chip-hours
     wall-clock hours = total chip-hours ÷ chips of the run's mesh.
+Where `runix compile --aot` has compiled a run's step with this machine's
+toolchain, the run also carries XLA's fit verdict (compiler.aot_check: peak
+per chip against the chip's memory); otherwise it says it was not checked.
 A run whose hash is in `built` is skipped on launch, as Nix skips a built
 derivation: its status is "built" and it adds nothing to the totals.
 
@@ -42,7 +45,9 @@ import dataclasses
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+from compiler.aot_check import AotCheck, AotIndex, check as aot_fit_check
 from compiler.data_checks import data_problems
+from compiler.eval_pricing import run_evals
 from compiler.flops import FlopCount, ParameterCount, parameter_count, training_flops
 from compiler.hardware import HardwareProfile, profile
 from compiler.memory import MemoryEstimate, memory_per_chip, value
@@ -81,6 +86,7 @@ class RunPlan:
     memory: MemoryEstimate
     price: Price
     unresolved: tuple[UnresolvedInput, ...] = ()  # empty: every input is locked (or no lock was given)
+    aot_check: AotCheck | None = None  # XLA's fit verdict from `runix compile --aot` (compiler.aot_check)
 
     @property
     def can_launch_here(self) -> bool:
@@ -106,13 +112,18 @@ class RunPlan:
         return self.price.total_chip_hours
 
     @property
+    def eval_chip_hours(self) -> float:
+        """The run's evals still to build (part of its overheads; still owed when the run itself is built)."""
+        return self.price.overheads["evals"].chip_hours(self.run.spec.mesh.chips)
+
+    @property
     def wall_hours(self) -> float:
         return self.total_chip_hours / self.run.spec.mesh.chips
 
 
 @dataclasses.dataclass(frozen=True)
 class Totals:
-    """Sums over the runs still to build (a built run costs nothing)."""
+    """Sums over the runs still to build (a built run costs nothing but its evals still to build)."""
 
     runs: int
     to_build: int
@@ -123,8 +134,9 @@ class Totals:
     wall_hours: float  # the runs one after another, overheads included
     critical_path_hours: float  # the longest parent → child chain, if every independent run had its own chips
     unresolved: int = 0  # runs to build with an input unresolved here: priced, but launch refuses them
-    overhead_chip_hours: float = 0.0  # compile, startup, checkpoint saves, evaluations
+    overhead_chip_hours: float = 0.0  # compile, startup, checkpoint saves, evaluations (of built runs too)
     total_chip_hours: float = 0.0  # chip_hours + overhead_chip_hours: what the bill says
+    eval_chip_hours: float = 0.0  # the evals still to build, of every run (built ones included)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +150,7 @@ class Plan:
 
     def totals(self) -> Totals:
         pending = [r for r in self.runs if not r.built]
+        owed = sum(r.eval_chip_hours for r in self.runs if r.built)  # launch builds a built run's missing evals
         finish: dict[str, float] = {}
         for r in self.runs:  # parents first
             start = finish.get(r.run.parent_name, 0.0) if r.run.parent_name else 0.0
@@ -152,8 +165,9 @@ class Plan:
             wall_hours=sum(r.wall_hours for r in pending),
             critical_path_hours=max(finish.values(), default=0.0),
             unresolved=sum(1 for r in pending if r.unresolved),
-            overhead_chip_hours=sum(r.overhead_chip_hours for r in pending),
-            total_chip_hours=sum(r.total_chip_hours for r in pending),
+            overhead_chip_hours=sum(r.overhead_chip_hours for r in pending) + owed,
+            total_chip_hours=sum(r.total_chip_hours for r in pending) + owed,
+            eval_chip_hours=sum(r.eval_chip_hours for r in self.runs),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -227,13 +241,14 @@ def _run_json(r: RunPlan) -> dict[str, Any]:
             "detail": r.price.detail,
             "built_runs": r.price.built_runs,
             "seconds_per_step": r.price.seconds_per_step,
-            "aot_check": None,
+            "aot_check": r.aot_check.to_json() if r.aot_check else None,
         },
         "overheads": {
             name: {"seconds": o.seconds, "chip_hours": o.chip_hours(spec.mesh.chips), "source": o.source}
             for name, o in r.price.overheads.items()
         },
         "checkpoint_saves": r.price.checkpoint_saves,
+        "evals": r.price.evals.to_json() if r.price.evals else None,
         "overhead_chip_hours": r.overhead_chip_hours,
         "total_chip_hours": r.total_chip_hours,
         "unresolved_inputs": [{"input": u.what, "uri": u.uri, "reason": u.reason} for u in r.unresolved],
@@ -241,13 +256,18 @@ def _run_json(r: RunPlan) -> dict[str, Any]:
 
 
 def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | None = None,
-         lock: Lock | None = None, measurements: Sequence[Measurement] = ()) -> Plan:
+         lock: Lock | None = None, measurements: Sequence[Measurement] = (), aot: AotIndex = AotIndex(),
+         built_evals: Collection[str] = frozenset()) -> Plan:
     """Price every run of `spec_set`; raise SpecError with every run that cannot run on its mesh.
 
     `built` holds the hashes already in the store (`Store.built_hashes`);
     `mfu` prices every run's steps at that one MFU instead of the step-time
     model; `measurements` are the built runs' timing records
-    (compiler.calibration.read_measurements) the prices calibrate on; `lock` is the spec set's lock
+    (compiler.calibration.read_measurements) the prices calibrate on; `aot` holds the records of
+    `runix compile --aot` and this machine's toolchain (compiler.aot_check) each run's fit check is
+    looked up in; `built_evals` holds the eval hashes already in the store (compiler.eval_store:
+    those evals cost nothing, the others are priced into the `evals` overhead, which needs the
+    lock to hash them); `lock` is the spec set's lock
     (the runs' unresolved inputs, and the token counts that check each
     source's budget against its `max_repeats`).
     """
@@ -255,6 +275,7 @@ def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | N
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
     built = frozenset(built)
     step_time = load_step_time()
+    evals = {} if lock is None else run_evals(spec_set.runs, lock, frozenset(built_evals))
     runs: list[RunPlan] = []
     problems: list[Problem] = []
     for run in spec_set.runs:
@@ -262,11 +283,11 @@ def plan(spec_set: SpecSet, built: Collection[str] = frozenset(), mfu: float | N
         hardware = profile(spec.mesh.accelerator)
         memory = memory_per_chip(spec, hardware.memory_per_chip(spec.mesh.chips))
         unresolved = () if lock is None else tuple(UnresolvedInput(*entry) for entry in lock.unresolved_inputs(spec))
-        price = price_run(spec, hardware, step_time, measurements, mfu)
+        price = price_run(spec, hardware, step_time, measurements, mfu, evals.get(run.hash))
         runs.append(RunPlan(
             run=run, built=run.hash in built, hardware=hardware, mfu=price.mfu,
             params=parameter_count(spec.model), flops=training_flops(spec), memory=memory, price=price,
-            unresolved=unresolved,
+            unresolved=unresolved, aot_check=aot_fit_check(spec, hardware, aot),
         ))
         problems.extend(_mesh_problems(run))
         if lock is not None and run.hash not in built:

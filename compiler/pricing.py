@@ -27,7 +27,10 @@ Overheads, each in chip-hours (all chips of the mesh wait):
                write bandwidth of the run's hosts
   other        the rest of a measured build's wall time (slower-than-median
                steps, parameter digests), per step, same shape only
-  evals        0: the spec has no evaluation section yet
+  evals        the run's eval jobs still to build (compiler.eval_pricing): forward
+               tokens at the forward share of this price's step time, plus one
+               checkpoint load per evaluated step at the checkpoint bandwidth
+               above; 0 when no lock is given (evals are hashed with its digests)
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import statistics
 from collections.abc import Sequence
 
 from compiler.calibration import Measurement, step_key
+from compiler.eval_pricing import EvalCost, RunEvals, eval_cost
 from compiler.flops import parameter_count, training_flops
 from compiler.hardware import HardwareProfile
 from compiler.memory import DTYPE_BYTES, value
@@ -68,6 +72,7 @@ class Price:
     overheads: dict[str, Overhead]  # OVERHEADS, in that order
     chips: int
     checkpoint_saves: int
+    evals: EvalCost | None = None  # the run's eval jobs still to build, None when not known (no lock)
 
     @property
     def overhead_chip_hours(self) -> float:
@@ -96,7 +101,8 @@ def checkpoint_saves(spec: RunSpec) -> int:
 
 
 def price_run(spec: RunSpec, hardware: HardwareProfile, data: ModelData, measurements: Sequence[Measurement] = (),
-              mfu: float | None = None) -> Price:
+              mfu: float | None = None, evals: RunEvals | None = None) -> Price:
+    """The run's price; `evals` are its eval jobs still to build (None: not known, e.g. no lock)."""
     accelerator = value(spec.mesh.accelerator)
     chips, steps = spec.mesh.chips, spec.total_steps
     shape = StepShape.of(spec)
@@ -105,15 +111,16 @@ def price_run(spec: RunSpec, hardware: HardwareProfile, data: ModelData, measure
     on_chip = [m for m in measurements if m.accelerator == accelerator]
     same = [m for m in on_chip if m.key == key]
     built = 0
+    constants, how = data.constants(accelerator)
     if mfu is not None:
         per_token = flops_per_token / (hardware.peak_flops * mfu)
         source, detail = SOURCE_MFU, f"FLOPs ÷ (peak × {mfu:g}) for every run (--mfu)"
+        forward_share = 1 / 3  # MFU counts forward + 2× backward, nothing recomputed
     elif same:
         per_token = statistics.median(m.seconds_per_token_per_chip for m in same)
         source, built = SOURCE_MEASURED, len(same)
         detail = f"median step time of {_runs(len(same))} of this shape on {accelerator}"
     else:
-        constants, how = data.constants(accelerator)
         if on_chip:
             terms = [m.shape.terms(hardware.peak_flops, hardware.hbm_bytes_per_s) for m in on_chip]
             constants = refit(constants, terms, [m.seconds_per_token_per_chip for m in on_chip])
@@ -122,6 +129,8 @@ def price_run(spec: RunSpec, hardware: HardwareProfile, data: ModelData, measure
         else:
             source, detail = SOURCE_MODEL, f"step-time model: {how}"
         per_token = constants.seconds_per_token(shape, hardware)
+    if mfu is None:
+        forward_share = constants.forward_seconds_per_token(shape, hardware) / constants.seconds_per_token(shape, hardware)
     seconds_per_step = per_token * spec.tokens_per_step / chips
     saves = checkpoint_saves(spec)
     overheads = {
@@ -131,10 +140,16 @@ def price_run(spec: RunSpec, hardware: HardwareProfile, data: ModelData, measure
         "other": (Overhead(statistics.median(m.other_seconds_per_step for m in same) * steps,
                            f"measured on {_runs(len(same))} of this shape") if same and mfu is None
                   else Overhead(0.0, "measured on built runs of this shape only")),
-        "evals": Overhead(0.0, data.overheads["evals"]["source"]),
     }
+    cost = None
+    if evals is None:
+        overheads["evals"] = Overhead(0.0, data.overheads["evals"]["source"])
+    else:
+        per_load, how = _seconds_per_save(spec, hardware, data, same, on_chip)
+        cost = eval_cost(evals, chips, spec.tokens_per_step, per_token * forward_share, per_load, how)
+        overheads["evals"] = Overhead(cost.seconds, cost.source)
     return Price(source, detail, built, seconds_per_step, flops_per_token / (hardware.peak_flops * per_token),
-                 per_token * spec.total_tokens / 3600, overheads, chips, saves)
+                 per_token * spec.total_tokens / 3600, overheads, chips, saves, cost)
 
 
 def _runs(n: int) -> str:
@@ -164,19 +179,22 @@ def _compile(spec: RunSpec, data: ModelData, same, on_chip, accelerator: str) ->
 
 
 def _checkpoints(spec: RunSpec, hardware: HardwareProfile, data: ModelData, same, on_chip, saves: int) -> Overhead:
+    per_save, source = _seconds_per_save(spec, hardware, data, same, on_chip)
+    return Overhead(per_save * saves, source)
+
+
+def _seconds_per_save(spec: RunSpec, hardware: HardwareProfile, data: ModelData, same, on_chip) -> tuple[float, str]:
+    """Seconds one checkpoint of the whole state takes to write (a load is priced the same), and where that is from."""
     size = state_bytes(spec)
     timed_same = [m for m in same if m.checkpoint_seconds is not None]
     timed = [m for m in on_chip if m.checkpoint_seconds is not None and m.state_bytes]
     if timed_same:
-        per_save = statistics.median(m.checkpoint_seconds for m in timed_same)
-        source = f"seconds per save measured on {_runs(len(timed_same))} of this shape"
-    elif timed:
-        per_save = statistics.median(m.checkpoint_seconds * size / m.state_bytes for m in timed)
-        source = f"seconds per save measured on {_runs(len(timed))} of other shapes, scaled by state bytes"
-    else:
-        hosts = max(1, math.ceil(spec.mesh.chips / hardware.chips_per_host))
-        bandwidth = data.overheads["checkpoint"]["bytes_per_s_per_host"]
-        per_save = size / (bandwidth * hosts)
-        source = (f"state bytes ÷ ({bandwidth / 1e9:g} GB/s × hosts) per save: "
-                  f"{data.overheads['checkpoint']['source']}")
-    return Overhead(per_save * saves, source)
+        return (statistics.median(m.checkpoint_seconds for m in timed_same),
+                f"seconds per save measured on {_runs(len(timed_same))} of this shape")
+    if timed:
+        return (statistics.median(m.checkpoint_seconds * size / m.state_bytes for m in timed),
+                f"seconds per save measured on {_runs(len(timed))} of other shapes, scaled by state bytes")
+    hosts = max(1, math.ceil(spec.mesh.chips / hardware.chips_per_host))
+    bandwidth = data.overheads["checkpoint"]["bytes_per_s_per_host"]
+    return size / (bandwidth * hosts), (f"state bytes ÷ ({bandwidth / 1e9:g} GB/s × hosts) per save: "
+                                        f"{data.overheads['checkpoint']['source']}")

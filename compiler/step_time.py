@@ -122,6 +122,11 @@ class Constants:
     def seconds_per_token(self, shape: StepShape, hardware: HardwareProfile) -> float:
         return _dot(shape.terms(hardware.peak_flops, hardware.hbm_bytes_per_s), self.theta)
 
+    def forward_seconds_per_token(self, shape: StepShape, hardware: HardwareProfile) -> float:
+        """A forward pass alone (an eval): a third of the step without remat, each term weighed as forward + 2× backward."""
+        forward = dataclasses.replace(shape, remat="none")
+        return _dot(forward.terms(hardware.peak_flops, hardware.hbm_bytes_per_s), self.theta) / 3
+
 
 @dataclasses.dataclass(frozen=True)
 class Point:

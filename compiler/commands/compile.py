@@ -70,6 +70,8 @@ class Inputs:
     store_url: str
     store_found: bool  # False: the default store folder does not exist (nothing is built)
     measurements: tuple = ()  # compiler.calibration.Measurement of every built run with a timing record
+    aot: object = None  # compiler.aot_check.AotIndex: `compile --aot`'s verdicts and this machine's toolchain
+    built_evals: frozenset[str] = frozenset()  # eval hashes built in the store (they cost nothing)
 
 
 def load_inputs(args) -> Inputs:
@@ -80,16 +82,25 @@ def load_inputs(args) -> Inputs:
     run on a fresh checkout creates nothing (and needs no fsspec).
     """
     locked = load_locked_spec_set(args.paths, args.lockfile)
+    aot = _read_aot_index(project_root(args.paths[0]))
     if args.store is not None:
-        built, measurements = _read_store(args.store)
-        return Inputs(locked, built, args.store, True, measurements)
+        built, measurements, built_evals = _read_store(args.store)
+        return Inputs(locked, built, args.store, True, measurements, aot, built_evals)
     from compiler.store import default_store_url
 
     url = default_store_url(project_root(args.paths[0]))
     if not pathlib.Path(url).is_dir():
-        return Inputs(locked, frozenset(), url, False)
-    built, measurements = _read_store(url)
-    return Inputs(locked, built, url, True, measurements)
+        return Inputs(locked, frozenset(), url, False, aot=aot)
+    built, measurements, built_evals = _read_store(url)
+    return Inputs(locked, built, url, True, measurements, aot, built_evals)
+
+
+def _read_aot_index(root):
+    """`runix compile --aot`'s recorded verdicts (compiler.aot_check), with this machine's toolchain to trust them by."""
+    from compiler.aot_check import AotIndex, read_index, toolchain
+
+    records = read_index(root)
+    return AotIndex(records, toolchain() if records else None)
 
 
 def _input_key(u) -> tuple[str, str]:
@@ -97,15 +108,16 @@ def _input_key(u) -> tuple[str, str]:
     return u.what.split()[0], u.uri
 
 
-def _read_store(url: str) -> tuple[frozenset[str], tuple]:
-    """The built hashes, and the timing records of built runs (compiler.calibration) the prices calibrate on."""
+def _read_store(url: str) -> tuple[frozenset[str], tuple, frozenset[str]]:
+    """The built hashes, the timing records of built runs (compiler.calibration) the prices calibrate on, and the built evals."""
     from compiler.calibration import read_measurements
+    from compiler.eval_store import EvalStore
     from compiler.problems import Location, Problem, SpecError
     from compiler.store import Store
 
     try:
         store = Store(url)
-        return frozenset(store.built_hashes()), tuple(read_measurements(store))
+        return frozenset(store.built_hashes()), tuple(read_measurements(store)), frozenset(EvalStore(store).built())
     except (ImportError, ValueError, OSError) as err:
         raise SpecError([Problem(Location(url), "--store", f"cannot list the store: {err}")]) from None
 
@@ -115,7 +127,7 @@ def run(args, console) -> int:
 
     inputs = load_inputs(args)
     result = plan(inputs.locked.spec_set, inputs.built, mfu=args.mfu, lock=inputs.locked.lock,
-                  measurements=inputs.measurements)
+                  measurements=inputs.measurements, aot=inputs.aot, built_evals=inputs.built_evals)
     if args.aot:
         if args.dry_run:
             from compiler.problems import Location, Problem, SpecError
@@ -133,6 +145,33 @@ def run(args, console) -> int:
     return 0
 
 
+def _names(names: list[str], shown: int = 4) -> str:
+    """"a, b, c" or "a, b, c, d and 60 more"."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _evals_note(result) -> str:
+    """The evals overhead in one line: how many are priced, at what, and the runs whose evals are not."""
+    from compiler.plan import format_count, format_hours
+
+    costs = [r.price.evals for r in result.runs if r.price.evals is not None]
+    to_build = [c for c in costs if c.to_build]
+    parts = []
+    if to_build:
+        parts.append(
+            f"{sum(c.to_build for c in to_build)} evals to build over {len(to_build)} runs, "
+            f"{format_hours(sum(r.eval_chip_hours for r in result.runs))} chip-h: "
+            f"{format_count(sum(c.forward_tokens for c in to_build))} forward tokens (compiler/eval_pricing.py) at the forward "
+            f"share of each run's priced step + {sum(c.checkpoint_loads for c in to_build)} checkpoint loads priced "
+            "as saves; the eval jobs' start and compile are not priced")
+    built = sum(c.built for c in costs)
+    if built:
+        parts.append(f"{built} evals already built cost nothing")
+    others = sorted({r.price.overheads["evals"].source for r in result.runs
+                     if r.price.evals is None or (not r.price.evals.to_build and not r.price.evals.built)})
+    return "; ".join(parts + others)
+
+
 def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     from rich.cells import cell_len
     from rich.table import Table
@@ -145,7 +184,7 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     for r in result.runs:
         for u in r.unresolved:
             numbers.setdefault(_input_key(u), len(numbers) + 1)
-    headers = ["hash", "run", "parent", "tokens", "steps", "params", "non-emb", "FLOPs", "mem/chip",
+    headers = ["hash", "run", "parent", "tokens", "steps", "params", "non-emb", "FLOPs", "mem/chip", "AOT fit",
                "MFU", "price", "chip-h", "+overhead", "total chip-h", "wall-h", "chips", "unresolved", "status"]
     if not numbers:  # every input of every run is locked: no column for it
         headers.remove("unresolved")
@@ -156,7 +195,8 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
             r.run.short_hash, r.run.name, r.run.parent_name or (r.run.parent_hash or "")[:12] or "-",
             format_count(spec.total_tokens), f"{spec.total_steps:,}",
             format_count(r.params.total), format_count(r.params.non_embedding), format_flops(r.flops.total),
-            f"{format_bytes(r.memory.total)} {r.memory.fraction:4.0%}", f"{r.mfu:.2f}", r.price.label,
+            f"{format_bytes(r.memory.total)} {r.memory.fraction:4.0%}", r.aot_check.label, f"{r.mfu:.2f}",
+            r.price.label,
             format_hours(r.chip_hours), format_hours(r.overhead_chip_hours), format_hours(r.total_chip_hours),
             format_hours(r.wall_hours), f"{spec.mesh.chips} {value(spec.mesh.accelerator)}",
             " ".join(map(str, sorted(numbers[_input_key(u)] for u in r.unresolved))) or "-",
@@ -168,7 +208,7 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
     totals = result.totals()
     total_row = [
         "", f"total: {totals.to_build} to build", "", format_count(totals.tokens), "", "", "",
-        format_flops(totals.flops), "", "", "", format_hours(totals.chip_hours),
+        format_flops(totals.flops), "", "", "", "", format_hours(totals.chip_hours),
         format_hours(totals.overhead_chip_hours), format_hours(totals.total_chip_hours), format_hours(totals.wall_hours),
         "", f"{totals.unresolved} runs", f"{totals.built} built",
     ]
@@ -182,9 +222,10 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
         console.width = max(console.width, sum(widths) + 3 * len(widths) + 1)
     table = Table(title=f"plan: {len(result.runs)} runs, parents before children", title_justify="left")
     for header, width in zip(headers, widths):
-        left = header in ("hash", "run", "parent", "price", "unresolved", "status")
+        left = header in ("hash", "run", "parent", "AOT fit", "price", "unresolved", "status")
         table.add_column(header, justify="left" if left else "right", no_wrap=True, width=width)
     styled = {"status": lambda r: "green" if r.built else "",
+              "AOT fit": lambda r: "red" if r.aot_check.status == "does not fit" else "",
               "unresolved": lambda r: "yellow" if r.unresolved and not r.built else ""}
     columns = []
     for i, header in enumerate(headers):
@@ -236,11 +277,20 @@ def _render(result, console, inputs: Inputs, *, dry_run: bool) -> None:
         span = f"MFU {mfus[0]:.2f}" if mfus[0] == mfus[-1] or f"{mfus[0]:.2f}" == f"{mfus[-1]:.2f}" \
             else f"MFU {mfus[0]:.2f}–{mfus[-1]:.2f}"
         lines.append(f"  {detail} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {span})")
+    lines.append("AOT fit: XLA's peak memory per chip of the run's compiled step against the chip's, as "
+                 "`runix compile --aot` recorded it (.runix/aot-index/; trusted only for this jax, libtpu, flags "
+                 "and step code):")
+    checks: dict[str, list] = {}
+    for r in result.runs:
+        checks.setdefault(r.aot_check.detail, []).append(r.run.name)
+    for detail, names in checks.items():
+        lines.append(f"  {detail}: {_names(names)}")
     lines.append("+overhead: compile + startup + checkpoint saves at each spec's cadence + other + evals, each "
                  "with its source in --json `overheads`:")
-    for name in ("compile", "startup", "checkpoints", "other", "evals"):
+    for name in ("compile", "startup", "checkpoints", "other"):
         sources = sorted({r.price.overheads[name].source for r in result.runs})
         lines.append(f"  {name}: " + "; ".join(sources))
+    lines.append(f"  evals: {_evals_note(result)}")
     lines.append("hardware:")
     for hw in result.hardware():
         lines.append(

@@ -8,7 +8,10 @@ sha256 of the lowered program, and compiled unless that key is cached under
 `<project>/.runix/aot/`; every run then gets XLA's per-chip memory beside the
 estimate, and the per-step collectives (kind, count, bytes per chip, loops
 counted by their trip counts). A run XLA says does not fit its chips is an
-error (exit 2) naming its largest buffers.
+error (exit 2) naming its largest buffers. Each verdict is also recorded,
+keyed by what the compiler computes without jax, in
+`<project>/.runix/aot-index/` (compiler.aot_check): `compile --dry-run`
+shows it in each run's price row.
 
 CPU meshes are compiled by the trainer itself and GPU meshes have no
 compile-only target in jax 0.10 (runtime.aot says why); their `aot` object
@@ -21,20 +24,13 @@ from __future__ import annotations
 import json
 import pathlib
 
-from compiler.canonical import canonical_json
+from compiler import aot_check
+from compiler.aot_check import compile_key
 from compiler.hardware import profile
 from compiler.lock import project_root
 from compiler.problems import Problem, SpecError
 
 AOT_FOLDER = (".runix", "aot")
-
-
-def compile_key(spec) -> str:
-    """What decides the compiled step of a run (not its data, schedule lengths or name): runs sharing it share a compile."""
-    dumped = spec.model_dump(mode="json")
-    return canonical_json({part: dumped.get(part) for part in ("model", "dtypes", "kernels", "batch", "mesh",
-                                                               "optimizer")}
-                          | {"document_masking": dumped["data"].get("document_masking")})
 
 
 def run(args, console, result) -> int:
@@ -44,6 +40,7 @@ def run(args, console, result) -> int:
     root = project_root(args.paths[0]) or pathlib.Path.cwd()
     cache_dir = root.joinpath(*AOT_FOLDER)
     by_key: dict[str, dict] = {}
+    tools = None
     reports = []
     for r in result.runs:
         spec = r.run.spec
@@ -59,6 +56,8 @@ def run(args, console, result) -> int:
                         console.print(f"{r.run.name}: lowering for {aot.topology_name(spec)}, compiling unless cached …",
                                       style="dim")
                     by_key[key] = {"available": True, **aot.compile_run(spec, hbm, cache_dir)}
+                    tools = tools or aot_check.toolchain()
+                    aot_check.write_record(root, spec, by_key[key], tools)  # what the dry run reads, without jax
                 except aot.AotUnavailable as err:
                     by_key[key] = {"available": False, "reason": str(err)}
         report = dict(by_key[key])

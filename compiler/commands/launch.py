@@ -41,6 +41,9 @@ def register(subparsers) -> None:
                              "(default 3)")
     parser.add_argument("--cpu-hosts", type=int, default=1,
                         help="gke target: pods a cpu mesh's devices are split over (placement, not in the hash)")
+    parser.add_argument("--shared-volume", metavar="CLAIM",
+                        help="gke target: a ReadWriteMany PersistentVolumeClaim the pods of a multi-host build mount "
+                             "for its build folder (needed by every run of more than one host)")
     parser.add_argument("--apply", action="store_true",
                         help="gke target: submit the manifests with kubectl (needs kubectl and a current context)")
     parser.set_defaults(func=run)
@@ -153,7 +156,7 @@ def _lower_gke(args, todo, store):
     if problems:
         raise SpecError(problems)
     jobs = cluster_jobs(todo, store.url, args.image, "gke", manifest_dir=_manifest_dir(args, store),
-                        max_restarts=max_restarts, cpu_hosts=args.cpu_hosts)
+                        max_restarts=max_restarts, cpu_hosts=args.cpu_hosts, shared_volume=args.shared_volume)
     if not args.apply:
         return jobs, None
     from compiler.lower.kubectl import require_kubectl

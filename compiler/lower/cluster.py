@@ -45,15 +45,16 @@ LOCAL_SCHEMES = ("", "file", "local", "memory")
 
 def cluster_job(run: CompiledRun, store_url: str, image: str, target: str, *, manifest_dir: str,
                 namespace: str = "default", apply: bool = False, max_restarts: int = DEFAULT_MAX_RESTARTS,
-                cpu_hosts: int = 1) -> xm.Job:
+                cpu_hosts: int = 1, shared_volume: str | None = None) -> xm.Job:
     """One run as an XManager job for `target`; SpecError names what cannot be placed."""
     placement = gke_slice(run, cpu_hosts)
     _check_target(run, target)
     _check_store(store_url)
+    _check_shared_volume(run, placement.hosts, shared_volume)
     parent_wait = None if run.parent_hash is None else ("python", *wait_command(store_url, run.parent_hash))
     executor = GkeJobSet(run_hash=run.hash, run_name=run.name, parent_hash=run.parent_hash, placement=placement,
                          manifest_dir=str(manifest_dir), namespace=namespace, apply=apply,
-                         max_restarts=max_restarts, parent_wait=parent_wait)
+                         max_restarts=max_restarts, parent_wait=parent_wait, shared_volume=shared_volume)
     return xm.Job(
         executable=executables.GoogleContainerRegistryImage(name=run.name, image_path=image),
         executor=executor,
@@ -64,7 +65,7 @@ def cluster_job(run: CompiledRun, store_url: str, image: str, target: str, *, ma
 
 def cluster_jobs(runs: Iterable[CompiledRun], store_url: str, image: str, target: str, *, manifest_dir: str,
                  namespace: str = "default", apply: bool = False, max_restarts: int = DEFAULT_MAX_RESTARTS,
-                 cpu_hosts: int = 1) -> dict[str, xm.Job]:
+                 cpu_hosts: int = 1, shared_volume: str | None = None) -> dict[str, xm.Job]:
     """Every run lowered, keyed by run hash (the identity to add it under), in the given order.
 
     Raises one SpecError with the problems of every run.
@@ -77,12 +78,28 @@ def cluster_jobs(runs: Iterable[CompiledRun], store_url: str, image: str, target
         try:
             jobs[run.hash] = cluster_job(run, store_url, image, target, manifest_dir=manifest_dir,
                                          namespace=namespace, apply=apply, max_restarts=max_restarts,
-                                         cpu_hosts=cpu_hosts)
+                                         cpu_hosts=cpu_hosts, shared_volume=shared_volume)
         except SpecError as err:
             problems.extend(err.problems)
     if problems:
         raise SpecError(problems)
     return jobs
+
+
+def _check_shared_volume(run: CompiledRun, hosts: int, shared_volume: str | None) -> None:
+    """A build of several hosts needs one build folder they all see: orbax writes one checkpoint from every host.
+
+    Its process 0 commits each step by renaming the step's folder once every
+    host's shards are in it, so hosts with separate disks would never form a
+    checkpoint. On an object store the pods share nothing else (s3: orbax
+    cannot write there at all), so the manifest must mount a shared volume.
+    """
+    if hosts > 1 and not shared_volume:
+        raise SpecError([Problem(run.location, f"runs[{run.name}].mesh",
+                                 f"a {hosts}-host build needs a volume its pods share for its build folder (orbax "
+                                 f"commits a checkpoint only once every host's shards are in one folder); pass "
+                                 f"--shared-volume CLAIM, a ReadWriteMany PersistentVolumeClaim such as a Filestore "
+                                 f"one (compiler/lower/CLUSTERS.md)")])
 
 
 def _check_target(run: CompiledRun, target: str) -> None:

@@ -61,6 +61,7 @@ class GkeJobSet(xm.Executor):
     apply: bool = False
     max_restarts: int = DEFAULT_MAX_RESTARTS
     parent_wait: tuple[str, ...] | None = None  # argv of the init container that waits for the parent's entry
+    shared_volume: str | None = None  # PersistentVolumeClaim the pods of a multi-host build share (CLUSTERS.md)
 
     Spec = GkeJobSetSpec  # pylint: disable=invalid-name
 
@@ -99,7 +100,7 @@ def render_job(job: xm.Job) -> str:
         run_hash=executor.run_hash, run_name=executor.run_name, parent_hash=executor.parent_hash,
         placement=executor.placement, image=executable.image_path, argv=argv,
         env={**executable.env_vars, **job.env_vars}, namespace=executor.namespace,
-        max_restarts=executor.max_restarts, parent_wait=executor.parent_wait)
+        max_restarts=executor.max_restarts, parent_wait=executor.parent_wait, shared_volume=executor.shared_volume)
     return to_yaml(manifest)
 
 

@@ -44,6 +44,8 @@ RUN_NAME_ANNOTATION = "runix/run-name"
 PARENT_HASH_ANNOTATION = "runix/parent-hash"
 MACHINE_TYPE_ANNOTATION = "runix/machine-type"
 EXCLUSIVE_TOPOLOGY = "alpha.jobset.sigs.k8s.io/exclusive-topology"
+SHARED_VOLUME = "runix-shared"  # the volume every pod of a multi-host build mounts for its build folder
+SHARED_MOUNT = "/runix-shared"  # its mount path; TMPDIR points there, so the staging folder is shared
 
 
 def jobset_name(run_hash: str) -> str:
@@ -58,7 +60,8 @@ def pod_hostnames(name: str, hosts: int) -> list[str]:
 
 def render_jobset(*, run_hash: str, run_name: str, parent_hash: str | None, placement: Slice, image: str,
                   argv: Sequence[str], env: Mapping[str, str], namespace: str = "default",
-                  max_restarts: int = DEFAULT_MAX_RESTARTS, parent_wait: Sequence[str] | None = None) -> dict[str, Any]:
+                  max_restarts: int = DEFAULT_MAX_RESTARTS, parent_wait: Sequence[str] | None = None,
+                  shared_volume: str | None = None) -> dict[str, Any]:
     """The JobSet manifest of one run, as a plain dict ready for YAML.
 
     max_restarts: how often a failed pod restarts the whole JobSet (every pod
@@ -66,6 +69,9 @@ def render_jobset(*, run_hash: str, run_name: str, parent_hash: str | None, plac
       first failure.
     parent_wait: argv of an init container that returns once the parent's
       entry is built (compiler/lower/CLUSTERS.md: "Children wait for parents").
+    shared_volume: a ReadWriteMany PersistentVolumeClaim every pod mounts at
+      SHARED_MOUNT, with TMPDIR there: the hosts of one build then share its
+      build folder, as orbax's multi-host checkpoints need (CLUSTERS.md).
     """
     if max_restarts < 0:
         raise ValueError(f"max_restarts must be >= 0, got {max_restarts}")
@@ -81,7 +87,7 @@ def render_jobset(*, run_hash: str, run_name: str, parent_hash: str | None, plac
         "name": CONTAINER,
         "image": image,
         "command": list(argv),
-        "env": _environment(name, placement, env),
+        "env": _environment(name, placement, {**env, "TMPDIR": SHARED_MOUNT} if shared_volume else env),
         "ports": _ports(placement),
         "resources": {"limits": {placement.resource: str(placement.chips_per_host)}},
     }
@@ -89,6 +95,9 @@ def render_jobset(*, run_hash: str, run_name: str, parent_hash: str | None, plac
     if parent_hash is not None and parent_wait is not None:
         pod_spec["initContainers"] = [{"name": PARENT_WAIT_CONTAINER, "image": image, "command": list(parent_wait),
                                        "env": [{"name": key, "value": str(value)} for key, value in sorted(env.items())]}]
+    if shared_volume:
+        container["volumeMounts"] = [{"name": SHARED_VOLUME, "mountPath": SHARED_MOUNT}]
+        pod_spec["volumes"] = [{"name": SHARED_VOLUME, "persistentVolumeClaim": {"claimName": shared_volume}}]
     pod_spec["containers"] = [container]
     pod = {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
     job = {

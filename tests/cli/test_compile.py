@@ -23,7 +23,7 @@ HARDWARE_KEYS = ["peak_flops_per_chip", "memory_bytes_per_chip", "memory_shared_
                  "default_mfu", "source", "hbm_bytes_per_s_per_chip"]
 RUN_KEYS = ["name", "hash", "short_hash", "parent_name", "parent_hash", "status", "location", "accelerator", "chips",
             "mesh", "steps", "tokens", "sequences_per_step", "sequence_length", "parameters", "flops",
-            "memory_per_chip", "mfu", "chip_hours", "wall_hours", "price", "overheads", "checkpoint_saves",
+            "memory_per_chip", "mfu", "chip_hours", "wall_hours", "price", "overheads", "checkpoint_saves", "evals",
             "overhead_chip_hours", "total_chip_hours", "unresolved_inputs"]
 NESTED_KEYS = {
     "mesh": ["data", "fsdp", "tensor"],
@@ -33,6 +33,7 @@ NESTED_KEYS = {
                         "fraction", "remat", "cross_entropy", "attention"],
     "price": ["source", "detail", "built_runs", "seconds_per_step", "aot_check"],
     "overheads": ["compile", "startup", "checkpoints", "other", "evals"],
+    "evals": ["to_build", "built", "forward_tokens", "checkpoint_loads"],
 }
 def compile_repo_specs(*args, tmp_path):
     """`runix compile` on the repository's spec sets against an empty store, so a
@@ -40,8 +41,9 @@ def compile_repo_specs(*args, tmp_path):
     return run_cli("compile", *args, "--store", str(tmp_path / "empty-store"))
 
 
+AOT_CHECK_KEYS = ["status", "detail", "topology", "peak_bytes_per_chip", "hbm_bytes_per_chip", "program_key"]
 TOTALS_KEYS = ["runs", "to_build", "built", "tokens", "flops", "chip_hours", "wall_hours", "critical_path_hours",
-               "unresolved", "overhead_chip_hours", "total_chip_hours"]
+               "unresolved", "overhead_chip_hours", "total_chip_hours", "eval_chip_hours"]
 
 
 def test_dry_run_table_of_the_tiny_specs(tmp_path):
@@ -244,6 +246,7 @@ def test_json_keys_are_stable_and_documented(tmp_path):
     documented = set(re.findall(r"^\| `([a-z_.]+)`", PLAN_JSON_DOC.read_text(), re.MULTILINE))
     expected = set(TOP_KEYS) | set(HARDWARE_KEYS) | set(TOTALS_KEYS) | set(RUN_KEYS) - set(NESTED_KEYS)
     expected |= {f"{key}.{sub}" for key, subs in NESTED_KEYS.items() if key != "mesh" for sub in subs} | {"mesh"}
+    expected |= {f"price.aot_check.{key}" for key in AOT_CHECK_KEYS}
     assert expected <= documented, expected - documented
     first = data["runs"][0]
     assert first["name"] == "tiny-code" and first["flops"]["total"] == 150_994_944_000
@@ -252,6 +255,7 @@ def test_json_keys_are_stable_and_documented(tmp_path):
     assert first["total_chip_hours"] == pytest.approx(first["chip_hours"] + first["overhead_chip_hours"])
     assert first["checkpoint_saves"] == 3  # 60 steps, every 20
     assert first["price"]["source"] == "model" and first["price"]["built_runs"] == 0
+    assert list(first["price"]["aot_check"]) == AOT_CHECK_KEYS and first["price"]["aot_check"]["status"] == "unavailable"
     assert data["totals"]["runs"] == 6 and data["mfu_override"] is None
 
 

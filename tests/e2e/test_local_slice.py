@@ -100,7 +100,12 @@ def pods_of(manifest: dict) -> list[tuple[list[str], dict[str, str]]]:
 
 
 def start(pods, base_env: dict[str, str], disk: Path, logs: Path, attempt: int) -> list[subprocess.Popen]:
-    """Start every pod in its own session (so SIGKILL takes the whole pod), each attempt on a fresh disk."""
+    """Start every pod in its own session (so SIGKILL takes the whole pod), each attempt on a fresh disk.
+
+    `disk` stands for the shared volume the manifest mounts at TMPDIR (what Kubernetes would
+    mount there): one folder for both pods, a fresh one per attempt (the claim lost with the
+    pods is the harder case: the build must resume from the bucket alone).
+    """
     disk.mkdir(parents=True)
     started = []
     for index, (argv, env) in enumerate(pods):
@@ -125,10 +130,11 @@ def test_a_killed_pod_costs_a_restart_not_the_run(tmp_path, s3_store_url, s3_env
 
     manifests = tmp_path / "manifests"
     result = runix("launch", str(spec), "--target", "gke", "--image", IMAGE, "--store", s3_store_url,
-                   "--manifests", str(manifests), "--cpu-hosts", "2", env=s3_env)
+                   "--manifests", str(manifests), "--cpu-hosts", "2", "--shared-volume", "runix-builds", env=s3_env)
     assert result.returncode == 0, result.stdout + result.stderr
     pods = pods_of(yaml.safe_load((manifests / f"{run_hash}.yaml").read_text()))
     assert len(pods) == 2 and pods[0][1]["RUNIX_NUM_PROCESSES"] == "2"
+    assert all(env["TMPDIR"] == "/runix-shared" for _, env in pods)  # the claim's mount: `start` gives a folder
     fs = bucket_fs(s3_env)
     root = s3_store_url.removeprefix("s3://")
     base_env = {**os.environ, **s3_env}

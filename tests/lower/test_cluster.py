@@ -19,6 +19,7 @@ from compiler.specset import load_spec_set
 from tests.lower.conftest import CLUSTER_RUNS, RecordingExperiment
 
 STORE = "gs://bucket/runix"
+CLAIM = "runix-builds"  # a ReadWriteMany claim the multi-host runs' pods share
 IMAGE = "us-docker.pkg.dev/project/runix/runtime@sha256:0123"
 COMPLETION_INDEX = {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}
 
@@ -35,7 +36,7 @@ def launched(runs, tmp_path):
     """Lower the cluster runs and add each under its hash to a recording experiment; returns (experiment, jobs, dir)."""
     gke.register()
     out = tmp_path / "manifests"
-    jobs = cluster_jobs(runs, STORE, IMAGE, "gke", manifest_dir=str(out))
+    jobs = cluster_jobs(runs, STORE, IMAGE, "gke", manifest_dir=str(out), shared_volume=CLAIM)
     with RecordingExperiment() as experiment:
         for run_hash, job in jobs.items():
             experiment.add(job, identity=run_hash)
@@ -136,7 +137,7 @@ def test_runs_differing_only_in_name_are_one_job(compile_runs, tmp_path):
         "  - name: first\n    extends: base\n    mesh: {accelerator: tpu-v5e, chips: 8, axes: {fsdp: 8}}\n"
         "  - name: second\n    extends: first\n")
     assert runs["first"].hash == runs["second"].hash
-    jobs = cluster_jobs([runs["first"], runs["second"], runs["first"]], STORE, IMAGE, "gke", manifest_dir=str(tmp_path))
+    jobs = cluster_jobs([runs["first"], runs["second"], runs["first"]], STORE, IMAGE, "gke", manifest_dir=str(tmp_path), shared_volume=CLAIM)
     assert list(jobs) == [runs["first"].hash]
     assert jobs[runs["first"].hash].executor.run_name == "first"
 
@@ -144,15 +145,15 @@ def test_runs_differing_only_in_name_are_one_job(compile_runs, tmp_path):
 def test_relaunch_leaves_the_rendered_file_as_it_is(runs, tmp_path):
     out = tmp_path / "manifests"
     path = gke.manifest_path(out, runs[0].hash)
-    asyncio.run(gke.launch_jobsets(None, xm.JobGroup(only=cluster_job(runs[0], STORE, IMAGE, "gke", manifest_dir=str(out)))))
+    asyncio.run(gke.launch_jobsets(None, xm.JobGroup(only=cluster_job(runs[0], STORE, IMAGE, "gke", manifest_dir=str(out), shared_volume=CLAIM))))
     first, stamp = path.read_bytes(), path.stat().st_mtime_ns
-    asyncio.run(gke.launch_jobsets(None, xm.JobGroup(only=cluster_job(runs[0], STORE, IMAGE, "gke", manifest_dir=str(out)))))
+    asyncio.run(gke.launch_jobsets(None, xm.JobGroup(only=cluster_job(runs[0], STORE, IMAGE, "gke", manifest_dir=str(out), shared_volume=CLAIM))))
     assert (path.read_bytes(), path.stat().st_mtime_ns) == (first, stamp)
     assert [p.name for p in out.iterdir()] == [path.name]  # no temp files left
 
 
 def test_apply_renders_then_refuses_with_the_kubectl_command(runs, tmp_path):
-    job = cluster_job(runs[0], STORE, IMAGE, "gke", manifest_dir=str(tmp_path), apply=True)
+    job = cluster_job(runs[0], STORE, IMAGE, "gke", manifest_dir=str(tmp_path), shared_volume=CLAIM, apply=True)
     with pytest.raises(gke.ApplyUnavailable, match="kubectl apply -f .*yaml"):
         asyncio.run(gke.launch_jobsets(None, xm.JobGroup(only=job)))
     assert gke.manifest_path(tmp_path, runs[0].hash).is_file()
@@ -162,16 +163,16 @@ def test_vertex_is_refused_with_the_reason(runs, tmp_path):
     tpu = next(run for run in runs if run.name == "v5e-host")
     gpu = next(run for run in runs if run.name == "h100")
     with pytest.raises(SpecError, match="maps only TPU v2/v3"):
-        cluster_job(tpu, STORE, IMAGE, "vertex", manifest_dir=str(tmp_path))
+        cluster_job(tpu, STORE, IMAGE, "vertex", manifest_dir=str(tmp_path), shared_volume=CLAIM)
     with pytest.raises(SpecError, match="n1-standard-4") as caught:
-        cluster_job(gpu, STORE, IMAGE, "vertex", manifest_dir=str(tmp_path))
+        cluster_job(gpu, STORE, IMAGE, "vertex", manifest_dir=str(tmp_path), shared_volume=CLAIM)
     assert caught.value.problems[0].path == "runs[h100].mesh.accelerator"
 
 
 @pytest.mark.parametrize("store", ["/tmp/store", "file:///tmp/store", "memory://store"])
 def test_a_store_on_this_machine_is_refused(runs, tmp_path, store):
     with pytest.raises(SpecError, match="cluster pods cannot read") as caught:
-        cluster_job(runs[0], store, IMAGE, "gke", manifest_dir=str(tmp_path))
+        cluster_job(runs[0], store, IMAGE, "gke", manifest_dir=str(tmp_path), shared_volume=CLAIM)
     assert caught.value.problems[0].path == "--store"
 
 
@@ -181,9 +182,22 @@ def test_every_problem_is_reported_before_anything_is_rendered(compile_runs, tmp
         "  - name: flat-v4\n    extends: base\n    mesh: {accelerator: tpu-v4, chips: 16, topology: 4x4, axes: {fsdp: 16}}\n"
         "  - name: fine\n    extends: base\n    mesh: {accelerator: tpu-v5e, chips: 8, axes: {fsdp: 8}}\n")
     with pytest.raises(SpecError) as caught:
-        cluster_jobs(runs.values(), STORE, IMAGE, "gke", manifest_dir=str(tmp_path / "out"), cpu_hosts=4)
+        cluster_jobs(runs.values(), STORE, IMAGE, "gke", manifest_dir=str(tmp_path / "out"), shared_volume=CLAIM, cpu_hosts=4)
     assert sorted(p.path for p in caught.value.problems) == ["runs[flat-v4].mesh.topology", "runs[laptop].mesh.chips"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_multi_host_build_without_a_shared_volume_is_refused_before_anything_is_rendered(compile_runs, tmp_path):
+    runs = compile_runs(
+        "  - name: one-host\n    extends: base\n    mesh: {accelerator: tpu-v5e, chips: 8, axes: {fsdp: 8}}\n"
+        "  - name: four-hosts\n    extends: base\n    mesh: {accelerator: tpu-v5e, chips: 16, topology: 4x4, axes: {fsdp: 16}}\n")
+    with pytest.raises(SpecError) as caught:
+        cluster_jobs(runs.values(), STORE, IMAGE, "gke", manifest_dir=str(tmp_path / "out"))
+    [problem] = caught.value.problems
+    assert problem.path == "runs[four-hosts].mesh" and "--shared-volume" in problem.message
+    assert not (tmp_path / "out").exists()
+    [job] = cluster_jobs([runs["one-host"]], STORE, IMAGE, "gke", manifest_dir=str(tmp_path)).values()
+    assert job.executor.shared_volume is None  # one host: its own disk is the build folder
 
 
 def test_parent_given_by_hash_is_left_to_the_store(compile_runs, tmp_path):
@@ -192,14 +206,14 @@ def test_parent_given_by_hash_is_left_to_the_store(compile_runs, tmp_path):
         "  - name: orphan\n    extends: base\n"
         f"    init: {{kind: parent, hash: '{parent_hash}'}}\n"
         "    mesh: {accelerator: tpu-v5e, chips: 8, axes: {fsdp: 8}}\n")
-    [job] = cluster_jobs(runs.values(), STORE, IMAGE, "gke", manifest_dir=str(tmp_path)).values()
+    [job] = cluster_jobs(runs.values(), STORE, IMAGE, "gke", manifest_dir=str(tmp_path), shared_volume=CLAIM).values()
     assert job.executor.parent_hash == parent_hash
     assert job.args.to_list() == ["python", *build_command(STORE, runs["orphan"].hash)]
 
 
 def test_unknown_target_is_bad_input(runs, tmp_path):
     with pytest.raises(SpecError, match="unknown cluster target 'k8s'"):
-        cluster_job(runs[0], STORE, IMAGE, "k8s", manifest_dir=str(tmp_path))
+        cluster_job(runs[0], STORE, IMAGE, "k8s", manifest_dir=str(tmp_path), shared_volume=CLAIM)
 
 
 def test_importing_registers_nothing_and_never_imports_jax():
@@ -229,7 +243,7 @@ def test_xm_local_experiment_launches_the_executor_through_its_registry(runs, tm
         "from compiler.specset import load_spec_set\n"
         "from compiler.lower import cluster, gke\n"
         "gke.register()\n"
-        f"jobs = cluster.cluster_jobs(load_spec_set([{spec!r}]).runs, {STORE!r}, {IMAGE!r}, 'gke', manifest_dir={str(out)!r})\n"
+        f"jobs = cluster.cluster_jobs(load_spec_set([{spec!r}]).runs, {STORE!r}, {IMAGE!r}, 'gke', manifest_dir={str(out)!r}, shared_volume={CLAIM!r})\n"
         "with xm_local.create_experiment(experiment_title='runix-test') as experiment:\n"
         "    for run_hash, job in jobs.items():\n"
         "        experiment.add(job, identity=run_hash)\n"

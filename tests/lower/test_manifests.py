@@ -30,6 +30,7 @@ from tests.lower.conftest import CLUSTER_RUNS, RecordingExperiment
 CRD = REPO / "tests" / "fixtures" / "jobset" / "jobset.x-k8s.io_jobsets.yaml"
 KUBERNETES_VERSION = "1.33"
 STORE = "s3://bucket/runix"
+CLAIM = "runix-builds"  # a ReadWriteMany claim the multi-host runs' pods share
 IMAGE = "us-docker.pkg.dev/project/runix/runtime@sha256:0123"
 CPU_RUN = """\
   - name: cpu-slice
@@ -70,7 +71,7 @@ def runs(tmp_path):
 def rendered(runs, tmp_path, **options) -> dict[str, dict]:
     gke.register()
     out = tmp_path / "manifests"
-    jobs = cluster_jobs(runs, STORE, IMAGE, "gke", manifest_dir=str(out), **options)
+    jobs = cluster_jobs(runs, STORE, IMAGE, "gke", manifest_dir=str(out), **{"shared_volume": CLAIM, **options})
     with RecordingExperiment() as experiment:
         for run_hash, job in jobs.items():
             experiment.add(job, identity=run_hash)
@@ -82,6 +83,16 @@ def test_every_manifest_is_valid_against_the_jobset_crd_and_the_kubernetes_schem
     assert set(documents) == {run.name for run in runs}
     for document in documents.values():
         check_valid(document)
+
+
+def test_the_pods_of_a_build_share_one_build_folder_through_the_claim(runs, tmp_path):
+    """Every pod mounts the claim and points TMPDIR at it: the staging folder of the build is one folder."""
+    document = rendered(runs, tmp_path, cpu_hosts=2)["h100"]
+    pod = document["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "runix-shared", "persistentVolumeClaim": {"claimName": CLAIM}}]
+    [container] = pod["containers"]
+    assert container["volumeMounts"] == [{"name": "runix-shared", "mountPath": "/runix-shared"}]
+    assert {"name": "TMPDIR", "value": "/runix-shared"} in container["env"]
 
 
 def test_the_schemas_reject_what_the_api_server_would(runs, tmp_path):
@@ -165,7 +176,8 @@ def test_launch_gke_to_a_folder_and_to_a_bucket(cpu_spec, tmp_path, s3_store_url
     lock(cpu_spec)
     out = tmp_path / "out"
     result = run_cli("launch", str(cpu_spec), "--target", "gke", "--image", IMAGE, "--store", s3_store_url,
-                     "--manifests", str(out), "--cpu-hosts", "2", "--max-restarts", "5", env=s3_env)
+                     "--manifests", str(out), "--cpu-hosts", "2", "--max-restarts", "5", "--shared-volume", CLAIM,
+                     env=s3_env)
     assert result.returncode == 0, result.stdout + result.stderr
     written = [line.split("wrote ", 1)[1].strip() for line in result.stdout.splitlines()
                if line.strip().startswith("wrote ") and line.strip().endswith(".yaml")]
@@ -179,7 +191,7 @@ def test_launch_gke_to_a_folder_and_to_a_bucket(cpu_spec, tmp_path, s3_store_url
         assert document["spec"]["failurePolicy"] == {"maxRestarts": 5}
     # The default --manifests is a folder of the bucket itself, not a local path named after it.
     result = run_cli("launch", str(cpu_spec), "--target", "gke", "--image", IMAGE, "--store", s3_store_url,
-                     "--cpu-hosts", "2", env=s3_env)
+                     "--cpu-hosts", "2", "--shared-volume", CLAIM, env=s3_env)
     assert result.returncode == 0, result.stdout + result.stderr
     import s3fs
 
@@ -197,7 +209,7 @@ def test_apply_without_kubectl_or_context_refuses_and_writes_nothing(cpu_spec, t
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
     env = {**s3_env, "PATH": str(tmp_path / "empty-bin"), "KUBECONFIG": str(kubeconfig)}
     result = run_cli("launch", str(cpu_spec), "--target", "gke", "--image", IMAGE, "--store", s3_store_url,
-                     "--manifests", str(out), "--cpu-hosts", "2", "--apply", env=env)
+                     "--manifests", str(out), "--cpu-hosts", "2", "--shared-volume", CLAIM, "--apply", env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     text = result.stdout + result.stderr
     assert "kubectl is not on PATH" in text and "no current Kubernetes context" in text
