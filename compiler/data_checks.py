@@ -35,7 +35,7 @@ def repeat_problems(run: CompiledRun, lock: Lock) -> list[Problem]:
     problems = []
     length = run.spec.batch.sequence_length
     for name, src in sorted(run.spec.data.sources.items()):
-        count = lock.token_count(src.uri, run.spec)
+        count = lock.token_count(src.uri, run.spec, src)
         if count is None or not src.tokens:
             continue
         problem = repeats_problem(src.tokens, count, length, src.max_repeats, f"tokens the lock counted in {src.uri}")

@@ -24,6 +24,11 @@ lockfile per spec set, `lockfiles/<name>.lock.json` in the project:
                                            "host": {"cpu_model": "…", …}}}}
     }
 
+`token_counts` is keyed by the tokenizer's key, plus `#format=…&text_field=…`
+for a source read with reader options (`count_key`); `runix lock` counts a
+file or `tfds://` source by tokenizing it once into its shard (published into
+the store). Counts enter no hash.
+
 What enters a run's hash (`Lock.inputs_for`): the digest of each of its
 sources and of its tokenizer (or an "unresolved" marker), the runtime
 versions, and the numerics bits of its mesh: runtime.numerics.numerics_bits
@@ -64,7 +69,8 @@ from compiler.canonical import canonical_json
 from compiler.environment import accelerator_name, numerics_bits
 from compiler.evals import eval_uris
 from compiler.problems import Location, Problem, SpecError
-from compiler.spec import HASH_PATTERN, RunSpec
+from compiler.resolve_inputs import SourceReadError
+from compiler.spec import HASH_PATTERN, DataSource, RunSpec
 from compiler.specset import CompiledRun, SpecSet, compile_documents, read_documents, rehash
 from compiler.yaml_source import Document
 
@@ -214,12 +220,12 @@ class Lock(_Strict):
             out.append(("tokenizer", key, entry.unresolved if entry else "not in the lockfile"))
         return out
 
-    def token_count(self, source_uri: str, spec: RunSpec) -> int | None:
-        """Tokens of a source under the run's tokenizer, when the lock counted them."""
+    def token_count(self, source_uri: str, spec: RunSpec, source: DataSource | None = None) -> int | None:
+        """Tokens of a source under the run's tokenizer (read with `source`'s reader options), when the lock counted them."""
         entry = self.sources.get(source_uri)
         if entry is None or entry.locked is None:
             return None
-        count = entry.locked.get("token_counts", {}).get(tokenizer_key(spec))
+        count = entry.locked.get("token_counts", {}).get(count_key(spec, source))
         return int(count) if isinstance(count, int) else None
 
     def to_json(self) -> str:
@@ -248,6 +254,25 @@ def tokenizer_original(spec: RunSpec) -> dict[str, Any]:
 
 def tokenizer_key(spec: RunSpec) -> str:
     return input_key(tokenizer_original(spec))
+
+
+def reader_options(source: DataSource | None) -> dict[str, str]:
+    """The reader options a source sets (`format`, `text_field`); {} when it reads with the defaults."""
+    if source is None:
+        return {}
+    options = {"format": getattr(source.format, "value", source.format), "text_field": source.text_field}
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def count_key(spec: RunSpec, source: DataSource | None = None) -> str:
+    """Where a source's token count sits in its `token_counts`: the tokenizer's key, plus reader options when set.
+
+    One file read with two `text_field`s is two token streams. Sources that
+    set no reader option (every built-in corpus) keep the tokenizer's key alone.
+    """
+    options = reader_options(source)
+    key = tokenizer_key(spec)
+    return key + "#" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else key
 
 
 # --------------------------------------------------------------------------- where lockfiles live
@@ -407,21 +432,31 @@ def build_lock(unlocked: SpecSet, rel_paths: Sequence[str], resolver, environmen
         resolution = resolver.tokenizer(original["uri"], original.get("vocab_size") or 0)
         tokenizers[key] = {"original": original, "locked": _copy(resolution.locked), "unresolved": resolution.unresolved}
         progress("tokenizer", key, LockedInput(**tokenizers[key]))
+    problems: list[Problem] = []
+    unreadable: set[tuple[str, str]] = set()
     for run in unlocked.runs:
-        key = tokenizer_key(run.spec)
-        tokenizer = tokenizers[key]
-        for src in run.spec.data.sources.values():
+        tokenizer = tokenizers[tokenizer_key(run.spec)]
+        for name, src in sorted(run.spec.data.sources.items()):
             source = sources[src.uri]
             if source["locked"] is None or tokenizer["locked"] is None:
                 continue
             counts = source["locked"].setdefault("token_counts", {})
-            if key not in counts:
-                count = resolver.token_count(src.uri, source["locked"], tokenizer["original"]["uri"],
-                                             run.spec.model.vocab_size or 0, tokenizer["locked"])
+            key = count_key(run.spec, src)
+            if key not in counts and (src.uri, key) not in unreadable:
+                try:  # a file source is tokenized here, once (compiler.resolve_inputs: a shard)
+                    count = resolver.token_count(src.uri, source["locked"], tokenizer["original"]["uri"],
+                                                 run.spec.model.vocab_size or 0, tokenizer["locked"],
+                                                 reader_options(src))
+                except SourceReadError as err:  # said once, for the first run that reads it
+                    problems.append(Problem(run.location, f"runs[{run.name}].data.sources.{name}", str(err)))
+                    unreadable.add((src.uri, key))
+                    count = None
                 if count is not None:
                     counts[key] = count
             if not counts:
                 del source["locked"]["token_counts"]
+    if problems:
+        raise SpecError(problems)  # every unreadable source at once; nothing is written
     facts = environment["numerics"]
     kinds = sorted({accelerator_name(run.spec.mesh) for run in unlocked.runs})
     numerics = {kind: _copy(facts(kind) if callable(facts) else facts) for kind in kinds}

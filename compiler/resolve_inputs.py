@@ -7,6 +7,12 @@ prepared on this machine). An unresolved input is not an error for `lock`: the
 lockfile records it, dry runs price it from `declared_tokens`, and `launch`
 refuses it (compiler.lock.require_fully_resolved).
 
+Token counts: a built-in corpus under the built-in BPE, and any file or
+`tfds://` source under any locked tokenizer, is tokenized once into its shard
+in the data root (dataprep), which `runix lock` then publishes into the store
+(`DefaultResolver.shards`); a source that cannot be read as documents raises
+SourceReadError (bad input).
+
 Every `locked` record has a `digest` (hex sha256): the one value of the input
 that enters the run hash. For file trees it is sha256 over the canonical JSON
 of {"files": {relative path: sha256}}, the same rule as
@@ -59,6 +65,10 @@ class Resolution:
         assert self.locked is None or isinstance(self.locked.get("digest"), str), "locked needs a digest"
 
 
+class SourceReadError(Exception):
+    """A locked source that cannot be read as documents (corrupt file, missing field): bad input for `runix lock`."""
+
+
 def unresolved(reason: str) -> Resolution:
     return Resolution(unresolved=reason)
 
@@ -71,7 +81,9 @@ class Resolver(Protocol):
     def tokenizer(self, uri: str, vocab_size: int) -> Resolution: ...
 
     def token_count(self, source_uri: str, source: Mapping[str, Any], tokenizer_uri: str,
-                    vocab_size: int, tokenizer: Mapping[str, Any]) -> int | None: ...
+                    vocab_size: int, tokenizer: Mapping[str, Any], reader: Mapping[str, str]) -> int | None:
+        """Tokens of the locked `source` under the locked `tokenizer`, read with `reader` (the spec's
+        format/text_field when set); None when not counted. SourceReadError when it cannot be read."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +92,7 @@ class ResolveOptions:
     tfds_data_dir: Path | None = None  # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
     offline: bool = False  # do not contact remote filesystems (gs://, s3://, http://, ...)
     remote_timeout: float = 60.0  # seconds per remote input before it is reported unresolved
-    count_tokens: bool = True  # tokenize built-in corpora to record token counts
+    count_tokens: bool = True  # tokenize every locked source once (its shard) to record token counts
 
 
 # --------------------------------------------------------------------------- digests
@@ -122,6 +134,7 @@ class DefaultResolver:
         self.options = options
         self.log = log
         self._builtin = BuiltinData(options.data_root, log)
+        self.shards: dict[str, Any] = {}  # shard key → dataprep TokenShard of each file/TFDS source tokenized here
 
     def source(self, uri: str) -> Resolution:
         if uri.startswith(BUILTIN):
@@ -151,13 +164,51 @@ class DefaultResolver:
         return with_timeout(lambda: resolve_path(uri), self.options.remote_timeout)
 
     def token_count(self, source_uri: str, source: Mapping[str, Any], tokenizer_uri: str,
-                    vocab_size: int, tokenizer: Mapping[str, Any]) -> int | None:
+                    vocab_size: int, tokenizer: Mapping[str, Any], reader: Mapping[str, str] | None = None) -> int | None:
         if not self.options.count_tokens:
             return None
-        if source_uri.startswith(BUILTIN) and tokenizer_uri.startswith(BUILTIN):
+        if source_uri.startswith(BUILTIN):
+            if not tokenizer_uri.startswith(BUILTIN):
+                return None  # a built-in corpus under the user's tokenizer: the build tokenizes it
             return self._builtin.token_count(source_uri.removeprefix(BUILTIN), tokenizer_uri.removeprefix(BUILTIN),
                                              vocab_size)
-        return None  # counting arbitrary files needs the data pipeline; dry runs use declared_tokens
+        return self._external_count(source_uri, source, tokenizer_uri, vocab_size, tokenizer, dict(reader or {}))
+
+    def _external_count(self, uri: str, locked: Mapping[str, Any], tokenizer_uri: str, vocab_size: int,
+                        tokenizer: Mapping[str, Any], reader: dict[str, str]) -> int | None:
+        """Tokenize a file or TFDS source once into its shard in the data root; `shards` keeps it for the store.
+
+        `runix lock` publishes these shards into the store once the lockfile
+        is written (compiler.commands.lock), so no build tokenizes them again.
+        """
+        from dataprep import external  # noqa: PLC0415 (heavy: tokenizers, numpy)
+        from dataprep.readers import ReaderOptions  # noqa: PLC0415
+        from dataprep.vocab import check_vocab  # noqa: PLC0415
+
+        if locked.get("type") not in ("files", "tfds"):
+            return None
+        if check_vocab(tokenizer_uri, int(tokenizer.get("vocab_size") or 0), vocab_size or None):
+            return None  # the model cannot embed this tokenizer: `runix lock` refuses the run (data_checks)
+        try:
+            artifact = self._tokenizer_artifact(tokenizer_uri, vocab_size, tokenizer)
+        except Exception as err:  # noqa: BLE001 - no count without the tokenizer; the build says why
+            self.log(f"no token count for {uri}: {_reason(err)}")
+            return None
+        self.log(f"tokenizing {uri} into its token shard (once; builds copy it from the store)")
+        try:
+            shard = external.build_external_shard(uri, uri, locked, artifact, self.options.data_root,
+                                                  tfds_dir=self.options.tfds_data_dir, options=ReaderOptions(**reader))
+        except external.SourceIntegrityError as err:  # its message starts "source <name> (<uri>): "; here both are the uri
+            raise SourceReadError(str(err).replace(f"source {uri} ({uri}): ", f"{uri}: ", 1)) from None
+        self.shards[shard.path.name] = shard
+        return shard.num_tokens
+
+    def _tokenizer_artifact(self, uri: str, vocab_size: int, locked: Mapping[str, Any]):
+        if uri.startswith(BUILTIN):
+            return self._builtin.bpe(vocab_size)
+        from dataprep.user_tokenizer import fetch_tokenizer  # noqa: PLC0415
+
+        return fetch_tokenizer(uri, self.options.data_root, locked.get("digest"))
 
 
 # --------------------------------------------------------------------------- builtin:// (dataprep)
@@ -224,6 +275,10 @@ class BuiltinData:
         except Exception as err:  # noqa: BLE001 - a count is optional
             self.log(f"no token count for {BUILTIN}{corpus}: {_reason(err)}")
             return None
+
+    def bpe(self, vocab_size: int):
+        """The built-in BPE artifact for this vocabulary size (trained once, then found)."""
+        return self._tokenizer(vocab_size)[0]
 
     def _manifest(self, name: str):
         if name not in self._manifests:

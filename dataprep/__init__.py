@@ -14,6 +14,7 @@ One job per module, imported by name (this file imports nothing):
   tokenizer        train_tokenizer, TokenizerArtifact, load_tokenizer_artifact
   shards           build_shard, write_shard, open_shard, TokenShard (tokens once, memory-mapped)
   external         fsspec paths and tfds:// datasets: check against the lock, tokenize into a shard
+  store_shards     a shard as a store derivation: downloaded when published, else built once and published
   digests          sha256 of bytes, files, trees and canonical JSON; atomic_dir: build beside, rename into place
 See README.md in this folder. How a run's batches are cut from the shards is runtime.data.
 """

@@ -206,18 +206,18 @@ def build_shard_on_beam(source: str, uri: str, locked: Mapping[str, Any], tokeni
     dataprep.external.build_external_shard (which a finished shard short-cuts, as there)."""
     from dataprep import external  # noqa: PLC0415
     from dataprep.atomic_dir import exclusive  # noqa: PLC0415
-    from dataprep.shards import _open_if_complete  # noqa: PLC0415
+    from dataprep.shards import open_if_complete  # noqa: PLC0415
 
     if locked.get("type") != "files":
         raise external.SourceIntegrityError(f"source {source} ({uri}): the Beam pipeline reads fsspec files, "
                                             f"not a locked source of type {locked.get('type')!r}")
     external.verify_files(source, uri, locked)  # on every call, as the in-process path does
     destination = external.shard_destination(locked, options, tokenizer_artifact, root_dir)
-    existing = _open_if_complete(destination)
+    existing = open_if_complete(destination)
     if existing is not None:
         return existing
     with exclusive(destination):  # one builder per shard; a second finds it finished
-        existing = _open_if_complete(destination)
+        existing = open_if_complete(destination)
         if existing is not None:
             return existing
         return _run_and_join(source, uri, locked, tokenizer_artifact, root_dir, options, pipeline_args, stage_url,

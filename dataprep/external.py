@@ -19,9 +19,11 @@ streamed: memory is bounded by a row group, a line or one document.
 (bytes or str; default `text`) is one document, in the split's order.
 
 The shard's key is shard_key(sha256_json({reader options, locked digest,
-split}), tokenizer digest): content-addressed by what the lock pinned. Every
-call checks the files against the lock, also when the shard already exists,
-so a run never starts on inputs that drifted from its hash.
+split}), tokenizer digest): content-addressed by what the lock pinned. A
+finished shard (in the data root, or in the store: dataprep.store_shards) is
+those locked bytes tokenized, so a run that finds one reads only it; building
+one checks every file against the lock before and while reading, so a shard
+is never made from inputs that drifted from the run's hash.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from dataprep.digests import sha256_json
 from dataprep import readers
 from dataprep.files import locked_paths
 from dataprep.readers import ReaderOptions
-from dataprep.shards import ENCODE_BATCH_DOCUMENTS, SHARDS_DIR, TokenShard, open_or_build, shard_key, write_shard
+from dataprep.shards import (
+    ENCODE_BATCH_DOCUMENTS, SHARDS_DIR, TokenShard, open_if_complete, open_or_build, shard_key, write_shard,
+)
 
 _CHUNK = 1 << 20
 
@@ -171,8 +175,33 @@ def source_digest(locked: Mapping[str, Any], options: ReaderOptions = ReaderOpti
 
 def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], tokenizer_artifact,
                          root_dir: str | os.PathLike[str], *, tfds_dir=None,
-                         options: ReaderOptions = ReaderOptions()) -> TokenShard:
-    """Check the source against its lock entry (`locked`), then tokenize it once into a shard; reuse after."""
+                         options: ReaderOptions = ReaderOptions(), store=None) -> TokenShard:
+    """The shard of a locked source under a tokenizer: opened when it exists, else tokenized once.
+
+    A shard is addressed by what the lock pinned, so a finished one (in the
+    data root, or published in `store`, a compiler.store.Store: see
+    dataprep.store_shards) is exactly the locked bytes tokenized, and a run
+    reads only it: the source is not read again. Only building reads the
+    source, checking every file against the lock first and again as it reads.
+    """
+    destination = shard_destination(locked, options, tokenizer_artifact, root_dir)
+
+    def build() -> TokenShard:  # opens the shard when the data root has it
+        return _build_checked(source, uri, locked, tokenizer_artifact, destination, tfds_dir, options)
+
+    if store is None:
+        return build()
+    from dataprep.store_shards import derive  # noqa: PLC0415
+
+    return derive(store, destination, build)
+
+
+def _build_checked(source: str, uri: str, locked: Mapping[str, Any], tokenizer_artifact, destination: Path,
+                   tfds_dir, options: ReaderOptions) -> TokenShard:
+    """Check the source against its lock entry (`locked`), then tokenize it once into `destination`; reuse after."""
+    existing = open_if_complete(destination)
+    if existing is not None:
+        return existing
     kind = locked.get("type")
     if kind == "files":
         verify_files(source, uri, locked)
@@ -182,7 +211,6 @@ def build_external_shard(source: str, uri: str, locked: Mapping[str, Any], token
         documents = lambda: tfds_documents(source, uri, locked, tfds_dir, options)  # noqa: E731
     else:
         raise SourceIntegrityError(f"source {source} ({uri}): the runtime cannot read a locked source of type {kind!r}")
-    destination = shard_destination(locked, options, tokenizer_artifact, root_dir)
     return open_or_build(destination, lambda: _tokenize(uri, documents, tokenizer_artifact, destination,
                                                         shard_provenance(locked, options, tokenizer_artifact)))
 

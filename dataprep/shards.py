@@ -109,11 +109,11 @@ def open_or_build(destination: Path, build: Callable[[], TokenShard]) -> TokenSh
     Checked before and again under the exclusive lock: a concurrent builder of
     the same shard finishes first, and then its shard is found, not rebuilt.
     """
-    existing = _open_if_complete(destination)
+    existing = open_if_complete(destination)
     if existing is not None:
         return existing
     with exclusive(destination):
-        existing = _open_if_complete(destination)
+        existing = open_if_complete(destination)
         return existing if existing is not None else build()
 
 
@@ -253,7 +253,8 @@ def open_shard(path: str | os.PathLike[str], *, verify: bool = True) -> TokenSha
     return TokenShard(path, record, tokens, offsets)
 
 
-def _open_if_complete(path: Path) -> TokenShard | None:
+def open_if_complete(path: Path) -> TokenShard | None:
+    """The verified shard at `path`, or None when it is missing, unfinished or damaged (then it is rebuilt)."""
     if not (path / "shard.json").is_file():
         return None
     try:

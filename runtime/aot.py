@@ -38,7 +38,7 @@ from compiler.spec import RunSpec, ScratchInit
 # runix accelerator kind -> libtpu's generation name in topology strings ("v5e:16x16").
 TPU_GENERATIONS = {"tpu-v4": "v4", "tpu-v5e": "v5e", "tpu-v5p": "v5p", "tpu-v6e": "v6e"}
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
-FORMAT = "runix-aot/1"
+FORMAT = "runix-aot/2"  # 2: the pieces of one multi-step all-gather count once
 
 
 class AotUnavailable(Exception):
@@ -177,14 +177,17 @@ def compile_run(spec: RunSpec, hbm_bytes_per_chip: int, cache_dir: str | os.Path
             result = json.load(f)
         if result.get("format") == FORMAT:
             return {**result, "cached": True}
-    result = {"format": FORMAT, "topology": name, "key": key, "compiler": facts,
-              **_compile(lowered, hbm_bytes_per_chip)}
+    compiled, hlo = _compile(lowered, hbm_bytes_per_chip)
+    result = {"format": FORMAT, "topology": name, "key": key, "compiler": facts, **compiled}
     if cache_path is not None:
+        if hlo is not None:  # kept beside the result: collectives can be re-read without minutes of compiling
+            _write_atomically(os.path.join(cache_dir, f"{key}.hlo.gz"), hlo, gzip_text=True)
         _write_atomically(cache_path, result)
     return {**result, "cached": False}
 
 
-def _compile(lowered, hbm_bytes_per_chip: int) -> dict:
+def _compile(lowered, hbm_bytes_per_chip: int) -> tuple[dict, str | None]:
+    """What XLA says of the lowered step, and the compiled HLO text (None when XLA refused it)."""
     try:
         compiled = lowered.compile()
     except Exception as err:  # XLA refuses a program that cannot fit: RESOURCE_EXHAUSTED with its buffers
@@ -193,11 +196,12 @@ def _compile(lowered, hbm_bytes_per_chip: int) -> dict:
             raise
         return {"memory": None, "peak_bytes_per_chip": _needed_bytes(message), "hbm_bytes_per_chip": hbm_bytes_per_chip,
                 "fits": False, "collectives": [], "largest_buffers": _error_buffers(message),
-                "compile_error": message.splitlines()[0][:500]}
-    return read_compiled(compiled, hbm_bytes_per_chip)
+                "compile_error": message.splitlines()[0][:500]}, None
+    text = compiled.as_text()
+    return read_compiled(compiled, hbm_bytes_per_chip, text), text
 
 
-def read_compiled(compiled, hbm_bytes_per_chip: int) -> dict:
+def read_compiled(compiled, hbm_bytes_per_chip: int, text: str | None = None) -> dict:
     """Memory per chip, fit and collectives of a compiled step (and its largest buffers when it does not fit)."""
     stats = compiled.memory_analysis()
     memory = {
@@ -210,7 +214,7 @@ def read_compiled(compiled, hbm_bytes_per_chip: int) -> dict:
     peak = getattr(stats, "peak_memory_in_bytes", 0) or (
         memory["argument_bytes"] + memory["output_bytes"] - memory["alias_bytes"] + memory["temp_bytes"]
         + memory["generated_code_bytes"])
-    text = compiled.as_text()
+    text = compiled.as_text() if text is None else text
     result = {"memory": memory, "peak_bytes_per_chip": int(peak), "hbm_bytes_per_chip": hbm_bytes_per_chip,
               "fits": int(peak) <= hbm_bytes_per_chip,
               "collectives": [c.to_json() for c in collectives(text)]}
@@ -219,13 +223,18 @@ def read_compiled(compiled, hbm_bytes_per_chip: int) -> dict:
     return result
 
 
-def _write_atomically(path: str, data: dict) -> None:
+def _write_atomically(path: str, data: dict | str, gzip_text: bool = False) -> None:
+    import gzip  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".aot.", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
+    with os.fdopen(fd, "wb") as raw:
+        if gzip_text:
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+                f.write(data.encode())
+        else:
+            raw.write(json.dumps(data, indent=1, sort_keys=True).encode())
     os.replace(tmp, path)
 
 
@@ -238,6 +247,7 @@ _SHAPE = re.compile(r"\b(" + "|".join(_DTYPE_BYTES) + r")\[([0-9,]*)\]")
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s*\(.*\)\s*->\s*.*\{\s*$")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*?)\s+([\w\-]+)\((.*)$")
 _REDUCE_SCATTER_FUSION = "all-reduce-scatter"  # how libtpu names the computation of a fused reduce-scatter
+_CHANNEL = re.compile(r"\bchannel_id=(\d+)")
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
 _CALLEES = re.compile(r"\b(?:body|calls|to_apply|condition|branch_computations)=\{?%?([\w.\-]+(?:,\s*%?[\w.\-]+)*)\}?")
 
@@ -279,20 +289,28 @@ def collectives(hlo: str) -> list[Collective]:
     Walks the call graph from the entry computation: a collective inside a
     while body counts `known_trip_count` times per execution of the loop;
     fusions, async wrappers and conditionals count as often as they are
-    called. libtpu writes a reduce-scatter as an all-reduce fused with the
-    slice each chip keeps (a computation named all-reduce-scatter.N); it is
-    counted as the reduce-scatter it is, its bytes the full operand's.
+    called. Two libtpu rewrites are undone so that a collective counts as
+    what it moves once:
+      * a reduce-scatter written as an all-reduce fused with the slice each
+        chip keeps (a computation named all-reduce-scatter.N) counts as the
+        reduce-scatter it is, its bytes the full operand's;
+      * on multi-host slices libtpu splits one all-gather into several
+        `async_collective_fusion` computations that overlap its steps with
+        compute; each piece carries the whole collective's result type and
+        its channel_id, so the pieces a computation calls count once per
+        (channel_id, kind, result shapes) (libtpu reuses a channel_id for
+        unrelated collectives, so the id alone does not name one).
     """
     computations, entry = _parse(hlo)
-    counts: dict[str, list[int]] = {}
-    seen: dict[str, dict[str, list[int]]] = {}
+    seen: dict[str, dict] = {}
 
-    def visit(name: str) -> dict[str, list[int]]:
+    def visit(name: str) -> dict:
+        """{collective key: [kind, executions, bytes]} of one execution of computation `name`."""
         if name in seen:
             return seen[name]
         seen[name] = {}
-        totals: dict[str, list[int]] = {}
-        for result_type, opcode, rest in computations.get(name, []):
+        totals: dict = {}
+        for index, (result_type, opcode, rest) in enumerate(computations.get(name, [])):
             kind = opcode[:-len("-start")] if opcode.endswith("-start") else opcode
             if kind == "all-reduce" and name.startswith(_REDUCE_SCATTER_FUSION):
                 kind = "reduce-scatter"  # TPU's fused all-reduce + dynamic-slice: a reduce-scatter on the wire
@@ -300,9 +318,11 @@ def collectives(hlo: str) -> list[Collective]:
                 size = max(shape_bytes(result_type), shape_bytes(rest.split(")")[0]))
                 if opcode.endswith("-start"):  # async: the result holds operand and destination buffers
                     size = max(shape_bytes(rest.split(")")[0]), shape_bytes(result_type) // 2)
-                entry_ = totals.setdefault(kind, [0, 0])
-                entry_[0] += 1
-                entry_[1] += size
+                channel = _CHANNEL.search(rest)
+                # libtpu reuses channel ids across unrelated collectives: a piece shares id, kind and shapes
+                key = (("channel", channel.group(1), kind, tuple(_SHAPE.findall(result_type))) if channel
+                       else (name, index))
+                totals.setdefault(key, [kind, 1, size])
             trips = 1
             if opcode == "while":
                 found = _TRIP_COUNT.search(rest)
@@ -310,15 +330,36 @@ def collectives(hlo: str) -> list[Collective]:
             for group in _CALLEES.findall(rest):
                 for callee in (c.strip().lstrip("%") for c in group.split(",")):
                     if callee in computations and callee != name:
-                        for k, (n, b) in visit(callee).items():
-                            entry_ = totals.setdefault(k, [0, 0])
-                            entry_[0] += n * trips
-                            entry_[1] += b * trips
+                        for key, (kind_, n, b) in visit(callee).items():
+                            if key[0] == "channel" and key in totals and trips == 1:
+                                continue  # another piece of a collective already counted here
+                            entry_ = totals.setdefault(key, [kind_, 0, 0])
+                            entry_[1] += n * trips
+                            entry_[2] += b * trips
         seen[name] = totals
         return totals
 
-    counts = visit(entry) if entry else {}
+    counts: dict[str, list[int]] = {}
+    for kind, n, b in (visit(entry) if entry else {}).values():
+        entry_ = counts.setdefault(kind, [0, 0])
+        entry_[0] += n
+        entry_[1] += b
     return [Collective(kind, n, b) for kind, (n, b) in sorted(counts.items())]
+
+
+def wire_bytes(collectives_json: list[dict]) -> int:
+    """Bytes per chip per step on the wire: an all-reduce counts twice its buffer, every other collective once.
+
+    A ring all-reduce is a reduce-scatter plus an all-gather; on multi-host
+    slices libtpu writes FSDP's all-gathers and reduce-scatters as all-reduces
+    (tests/runtime/test_aot.py), and this counts what those cost.
+    """
+    return sum(c["bytes_per_chip"] * (2 if c["kind"] == "all-reduce" else 1) for c in collectives_json)
+
+
+def fsdp_ideal_bytes(parameters: int, compute_dtype_bytes: int) -> int:
+    """FSDP's traffic per chip per step: two all-gathers of the weights (forward, backward) and one reduce-scatter."""
+    return 3 * parameters * compute_dtype_bytes
 
 
 def largest_buffers(hlo: str, top: int = 8) -> list[dict]:

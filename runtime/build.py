@@ -11,10 +11,12 @@ in the store, and this job
      the build folder; an interrupted build's checkpoints are resumed from
      there or, on an object store, pulled from the store,
   3. checks the parent is built and verified,
-  4. trains in a child process (`python -m runtime`, which pins the numerics
+  4. takes each file or TFDS source's token shard from the store (tokenized
+     and published once if absent: runtime.data_source.shards_from_store),
+  5. trains in a child process (`python -m runtime`, which pins the numerics
      environment before importing jax), copying each finished checkpoint into
      the store while it trains (object stores),
-  5. process 0 publishes the entry atomically, completion marker last.
+  6. process 0 publishes the entry atomically, completion marker last.
 
 Multi-process builds (a slice of several hosts): the process index, the
 process count and the coordinator address come from the environment the
@@ -136,6 +138,8 @@ def build(store_url: str, run_hash: str, data_root: str | None, show_progress: b
     with work:
         state = "resuming" if work.resumed else "building"
         print(f"runix build: {state} {name} ({run_hash[:12]}) in {work.path}{where}", flush=True)
+        if not _shards_from_store(work.path, data_root, store):
+            return EXIT_BAD_INPUT
         command = trainer_command(work.path, parent_dir, data_root, show_progress, num_processes, 0, coordinator)
         code = _train_syncing(command, work)
         if code != EXIT_OK:
@@ -186,11 +190,32 @@ def _follow(store, run_hash: str, name: str, parent_dir, data_root, show_progres
     work = store.prepare_follower(run_hash)
     print(f"runix build: process {process_id} of {num_processes} of {name} ({run_hash[:12]}) in {work.path}",
           flush=True)
+    if not _shards_from_store(work.path, data_root, store):
+        return EXIT_BAD_INPUT
     command = trainer_command(work.path, parent_dir, data_root, show_progress, num_processes, process_id, coordinator)
     code = subprocess.call(command)
     if code != EXIT_OK:
         print(f"runix build: {name} process {process_id} failed with exit code {code}", file=sys.stderr)
     return code
+
+
+def _shards_from_store(run_dir: Path, data_root: str | None, store) -> bool:
+    """The run's file and TFDS sources' token shards from the store into the data root (tokenized once if absent).
+
+    So the trainer reads only shards: `runix lock` published them, and any
+    host that shares the store URL copies them instead of tokenizing.
+    """
+    from runtime.data_source import shards_from_store
+    from runtime.errors import BadInput
+
+    try:
+        names = shards_from_store(run_dir, data_root, store)
+    except BadInput as err:
+        print(f"runix build: error: {err}", file=sys.stderr)
+        return False
+    if names:
+        print(f"runix build: token shards of {', '.join(names)} from {store.url}", flush=True)
+    return True
 
 
 def _complete(run_dir: Path) -> bool:

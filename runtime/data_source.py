@@ -77,8 +77,12 @@ def for_run(
         raise BadInput(f"data for run {spec.name} under {root}: {type(e).__name__}: {e}") from None
 
 
-def run_shards(spec: RunSpec, root: Path, lock_entries: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Source name → the dataprep TokenShard it reads, each input checked against the lock first."""
+def run_shards(spec: RunSpec, root: Path, lock_entries: Mapping[str, Any] | None, store=None) -> dict[str, Any]:
+    """Source name → the dataprep TokenShard it reads, each input checked against the lock first.
+
+    store: a compiler.store.Store; each non-built-in source's shard is then
+    taken from it, or tokenized once into it (dataprep.store_shards).
+    """
     from dataprep import corpora, external, shards  # noqa: PLC0415 (heavy: tfds, tokenizers)
     from dataprep.builtin_corpora import builtin_names  # noqa: PLC0415
     from dataprep.readers import ReaderOptions  # noqa: PLC0415
@@ -94,7 +98,8 @@ def run_shards(spec: RunSpec, root: Path, lock_entries: Mapping[str, Any] | None
             locked = _external_lock(name, src.uri, lock_entries)
             options = ReaderOptions.of(src)
             try:
-                out[name] = external.build_external_shard(name, src.uri, locked, artifact, root, options=options)
+                out[name] = external.build_external_shard(name, src.uri, locked, artifact, root, options=options,
+                                                         store=store)
             except external.SourceIntegrityError as e:
                 raise BadInput(str(e)) from None
             continue
@@ -105,6 +110,35 @@ def run_shards(spec: RunSpec, root: Path, lock_entries: Mapping[str, Any] | None
         _check_digest(f"source {name} ({src.uri})", manifests[corpus].digest, locked_sources.get(name))
         out[name] = shards.build_shard(manifests[corpus], artifact, root)
     return out
+
+
+def shards_from_store(run_dir: str | os.PathLike[str], data_root: str | os.PathLike[str] | None, store) -> list[str]:
+    """Before a run's trainer starts: each file or TFDS source's shard from `store` into the data root.
+
+    A shard missing from the store is tokenized here once and published
+    (under the store's lease, so one host of many does it); the trainer then
+    finds every shard in its data root and reads only shards. Returns the
+    names of the sources it handled; a run of only built-in corpora needs
+    nothing (their shards are prepared in the data root by `runix lock`).
+    BadInput (exit 2) for a source or tokenizer that does not match the lock.
+    """
+    from compiler.problems import SpecError  # noqa: PLC0415
+    from runtime.run_dir import load_request  # noqa: PLC0415
+
+    spec = load_request(run_dir).spec
+    external = sorted(name for name, src in spec.data.sources.items() if not src.uri.startswith(BUILTIN))
+    if not external:
+        return []
+    root = Path(data_root) if data_root is not None else default_data_root()
+    try:
+        run_shards(spec, root, read_lock_entries(run_dir), store=store)
+    except BadInput:
+        raise
+    except SpecError as e:  # the store: unreachable, a damaged shard entry, a publish lease that timed out
+        raise BadInput(f"data for run {spec.name}: {e}") from None
+    except (ValueError, OSError, RuntimeError) as e:  # integrity, tokenizer, store errors
+        raise BadInput(f"data for run {spec.name} under {root}: {type(e).__name__}: {e}") from None
+    return external
 
 
 def run_tokenizer(spec: RunSpec, root: Path, lock_entries: Mapping[str, Any] | None, manifests):

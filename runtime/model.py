@@ -245,10 +245,12 @@ class Transformer(nnx.Module):
         if not config.tied_embeddings:
             self.unembed_DxV = _param(config, rngs, (D, V), ("embed", "vocab"))
 
-    def hidden(self, inputs_BxL: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.Array:
-        """Final RMSNormed hidden states [B, L, D] in the compute dtype."""
+    def hidden(self, inputs_BxL: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array | None,
+               table: spmd.GatheredTable | None = None) -> jax.Array:
+        """Final RMSNormed hidden states [B, L, D] in the compute dtype (`table`: the tied table, gathered once)."""
         c = self.config
-        x_BxLxD = spmd.embed(self.embed_VxD[...], inputs_BxL, self.embed_VxD.get_metadata()[AXES], c.compute_dtype)
+        x_BxLxD = spmd.embed(self.embed_VxD[...] if table is None else table, inputs_BxL,
+                             self.embed_VxD.get_metadata()[AXES], c.compute_dtype)
         x_BxLxD = spmd.constrain(x_BxLxD, _RESIDUAL_AXES)
         for block in self.blocks:
             if c.remat == "none":
@@ -294,8 +296,11 @@ class Transformer(nnx.Module):
             positions_BxL, segment_ids_BxL = batch["positions"], batch["segment_ids"]
         else:
             positions_BxL, segment_ids_BxL = _default_positions(inputs_BxL), None
-        hidden_BxLxD = self.hidden(inputs_BxL, positions_BxL, segment_ids_BxL)
-        weight, layout = self.output_weight()
+        # A tied table on a mesh is gathered once for the lookup and the loss: one gradient reduction, not two.
+        table = (spmd.gather_table(self.embed_VxD[...], self.embed_VxD.get_metadata()[AXES], c.compute_dtype)
+                 if c.tied_embeddings and c.cross_entropy == "chunked" else None)
+        hidden_BxLxD = self.hidden(inputs_BxL, positions_BxL, segment_ids_BxL, table)
+        weight, layout = self.output_weight() if table is None else (table, "VxD")
         if c.cross_entropy == "chunked":
             return spmd.chunked_loss(
                 hidden_BxLxD, weight, layout, self.output_weight_axes(), batch["targets"], batch["loss_mask"],

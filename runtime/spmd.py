@@ -24,6 +24,8 @@ every chip with a [1024, 256000] all-reduce each.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
@@ -83,7 +85,53 @@ def attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL, *, implementatio
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=qkv, check_vma=False)(*args)
 
 
-def embed(table_VxD: jax.Array, inputs_BxL: jax.Array, table_axes: tuple[str, ...], dtype) -> jax.Array:
+class GatheredTable(NamedTuple):
+    """A tied embedding table gathered once per step for both of its uses (see `gather_table`).
+
+    copies_CxVxD: one copy per device of the table with d_model whole (the
+      vocab dim split as the parameter's), laid out as a global [copies, V, D]
+      array whose leading dim is split over `copy_axes`, so each device holds
+      exactly its own copy and autodiff keeps each device's gradient its own.
+    """
+
+    copies_CxVxD: jax.Array
+    vocab_axis: str | None
+    copy_axes: tuple[str, ...]
+
+    def spec(self) -> PartitionSpec:
+        return PartitionSpec(self.copy_axes, self.vocab_axis, None)
+
+
+def gather_table(table_VxD: jax.Array, table_axes: tuple[str, ...], dtype) -> GatheredTable | None:
+    """The tied table in `dtype`, all-gathered over the axes that split d_model once for the lookup and the loss.
+
+    Why: each use gathering the table itself (inside its own shard_map) gives
+    the table two gradient reductions of its full size, one per use, which
+    nothing merges: on the 470M to_code step on v5e-256 that was two
+    all-reduces of bf16[256000, 1024] (0.5 GB each, a fifth of the step's
+    collective bytes). Gathered once, the two uses' per-device gradients add
+    up on each device first and leave in one reduction (the all-gather's
+    transpose, a reduce-scatter onto the table's shards). None without an
+    automatic mesh: the callers then use the parameter as before.
+    """
+    mesh = ambient_mesh()
+    if mesh is None:
+        return None
+    table_VxD = table_VxD.astype(dtype)
+    vocab_axis, embed_axis = sharding.partition_spec(table_axes, table_VxD.shape, mesh)
+    copy_axes = tuple(axis for axis in mesh.axis_names if axis != vocab_axis)
+
+    def local(table):
+        if embed_axis is not None:
+            table = jax.lax.all_gather(table, embed_axis, axis=1, tiled=True)
+        return table[None]
+
+    copies = jax.shard_map(local, mesh=mesh, in_specs=PartitionSpec(vocab_axis, embed_axis),
+                           out_specs=PartitionSpec(copy_axes, vocab_axis, None), check_vma=False)(table_VxD)
+    return GatheredTable(copies, vocab_axis, copy_axes)
+
+
+def embed(table_VxD, inputs_BxL: jax.Array, table_axes: tuple[str, ...], dtype) -> jax.Array:
     """Rows of the embedding table for each token, [B, L, D] in `dtype`; per device on an automatic mesh.
 
     Inside `shard_map`: the table as the parameter is laid out, all-gathered
@@ -95,13 +143,26 @@ def embed(table_VxD: jax.Array, inputs_BxL: jax.Array, table_axes: tuple[str, ..
     (measured on v5e). On the mesh the table is gathered in `dtype` (half the
     bytes of float32 with bfloat16), so each device adds up its own tokens'
     rows of the gradient in `dtype` too; without a mesh the lookup and its
-    gradient stay in the table's dtype, as they always were.
+    gradient stay in the table's dtype, as they always were. A tied table
+    comes already gathered (`GatheredTable`): only a vocab split is gathered here.
     """
     mesh = ambient_mesh()
     if mesh is None:
         return jnp.take(table_VxD, inputs_BxL, axis=0).astype(dtype)
-    table_VxD = table_VxD.astype(dtype)
     batch = _batch_entry(mesh, inputs_BxL.shape[0])
+    if isinstance(table_VxD, GatheredTable):
+        gathered = table_VxD
+
+        def local_copy(copies, inputs):
+            table = copies[0]
+            if gathered.vocab_axis is not None:
+                table = jax.lax.all_gather(table, gathered.vocab_axis, axis=0, tiled=True)
+            return jnp.take(table, inputs, axis=0)
+
+        return jax.shard_map(local_copy, mesh=mesh, in_specs=(gathered.spec(), PartitionSpec(batch, None)),
+                             out_specs=PartitionSpec(batch, None, None), check_vma=False)(gathered.copies_CxVxD,
+                                                                                          inputs_BxL)
+    table_VxD = table_VxD.astype(dtype)
     table_spec = sharding.partition_spec(table_axes, table_VxD.shape, mesh)
 
     def local(table, inputs):
@@ -135,11 +196,17 @@ def chunked_loss(hidden_BxLxD, weight, layout: str, weight_axes: tuple[str, ...]
             hidden_BxLxD, weight, targets_BxL, mask_BxL, chunk_size=chunk_size, weight_layout=layout,
             reduction=reduction)
     batch = _batch_entry(mesh, hidden_BxLxD.shape[0])
-    weight_spec = sharding.partition_spec(weight_axes, weight.shape, mesh)
-    d_dim = 1 if layout == "VxD" else 0
-    embed_axis, vocab_axis = weight_spec[d_dim], weight_spec[1 - d_dim]
+    copy = isinstance(weight, GatheredTable)  # a tied table gathered once for the lookup and here (gather_table)
+    if copy:
+        weight_spec, embed_axis, vocab_axis, weight = weight.spec(), None, weight.vocab_axis, weight.copies_CxVxD
+    else:
+        weight_spec = sharding.partition_spec(weight_axes, weight.shape, mesh)
+        d_dim = 1 if layout == "VxD" else 0
+        embed_axis, vocab_axis = weight_spec[d_dim], weight_spec[1 - d_dim]
 
     def local(hidden, w, targets, mask):
+        if copy:
+            w = w[0]
         if embed_axis is not None:
             w = jax.lax.all_gather(w, embed_axis, axis=d_dim, tiled=True)
         total = cross_entropy.chunked_cross_entropy(

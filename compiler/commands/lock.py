@@ -3,6 +3,12 @@
     runix lock specs/tiny            # writes lockfiles/tiny.lock.json
     runix lock specs/tiny --check    # re-resolve, compare, write nothing; exit 1 on drift (CI)
 
+Each file and `tfds://` source is tokenized here, once, into its token shard
+(that is its token count), and the shard is published into the store
+(`--store URL`, default the project's) after the lockfile is written, so no
+build on any host that shares the store tokenizes it again. A source that
+cannot be read as documents is bad input (exit 2), nothing written.
+
 Inputs that cannot be reached here (a gs:// bucket, a TFDS dataset not
 prepared locally) are listed as unresolved and recorded so; that is not an
 error for `lock` (exit 0), but `launch` refuses them.
@@ -42,7 +48,11 @@ def register(subparsers) -> None:
     parser.add_argument("--data-root", metavar="DIR",
                         help="where built-in corpora, tokenizers and token shards are prepared (default: <project>/.runix/data)")
     parser.add_argument("--tfds-data-dir", metavar="DIR", help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    parser.add_argument("--no-token-counts", action="store_true", help="do not tokenize built-in corpora to count tokens")
+    parser.add_argument("--no-token-counts", action="store_true",
+                        help="do not tokenize the sources to count tokens (then the first build tokenizes them)")
+    parser.add_argument("--store", metavar="URL",
+                        help="store the file and TFDS sources' token shards are published into, for every build "
+                             "that reads them (default: <project>/.runix/store, as for launch)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite a lockfile that is corrupt or belongs to another spec set")
     parser.set_defaults(func=run)
@@ -90,6 +100,7 @@ def run(args, console) -> int:
     problems = [problem for run in unlocked.runs for problem in data_problems(run, new)]
     if problems:
         raise SpecError(problems)  # exit 2, every problem at once, nothing written
+    store = _shard_store(args) if resolver.shards and not args.check else None  # reachable before any write
 
     if args.check:
         # An entry the specs no longer read is not drift: it enters no hash.
@@ -107,6 +118,8 @@ def run(args, console) -> int:
         for drift in compare_locks(old, new):
             console.print(Text(f"changed: {drift}"))
     write_lock(path, new)
+    if store is not None:
+        _publish_shards(store, resolver.shards, console)
     unresolved = [f"{key} ({entry.unresolved})" for key, entry in {**new.sources, **new.tokenizers}.items()
                   if entry.locked is None]
     console.print(Text(f"wrote {path}: {len(new.spec_set.runs)} runs, {len(new.sources)} sources, "
@@ -117,6 +130,21 @@ def run(args, console) -> int:
         for line in unresolved:
             console.print(Text(f"  unresolved: {line}", style="yellow"))
     return 0
+
+
+def _shard_store(args):
+    """The store the shards go to (`--store`, else the project's default); opened (probed) before anything is written."""
+    from compiler.commands.store import open_store
+
+    return open_store(args.store)  # the default as for `runix launch`: the working directory's project
+
+
+def _publish_shards(store, shards, console) -> None:
+    """Each token shard `runix lock` tokenized, into the store: builds on any host copy it instead of tokenizing."""
+    from dataprep.store_shards import publish
+
+    added = sum(publish(store, shard) for _, shard in sorted(shards.items()))
+    console.print(Text(f"token shards: {len(shards)} in {store.url} ({added} published now)"))
 
 
 def _previous_lock(path: pathlib.Path, rel_paths: tuple[str, ...], args):

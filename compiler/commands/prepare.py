@@ -7,7 +7,9 @@
 Each distinct (source content, reader options, tokenizer) becomes one token
 shard under the data root, the shard the trainer opens (dataprep.beam_tokenize:
 byte-identical to the in-process build whatever the runner and worker count),
-so launching runs afterwards tokenizes nothing. `--runner dataflow` runs the
+published into the store (`--store URL`, default the project's; as `runix
+lock` publishes its shards), so launching runs afterwards tokenizes nothing on
+any host that shares the store. `--runner dataflow` runs the
 same pipeline with standard Dataflow options; `--render-only` prints those
 options and writes nothing (no cloud call). Needs a fresh lock, like launch.
 """
@@ -36,6 +38,8 @@ def register(subparsers) -> None:
     parser.add_argument("--temp-location", help="gs:// folder for Dataflow's temp and staging files (dataflow)")
     parser.add_argument("--stage-url", help="fsspec URL the workers write their pieces to (dataflow: a bucket)")
     parser.add_argument("--render-only", action="store_true", help="print the pipeline options; run nothing")
+    parser.add_argument("--store", metavar="URL", help="store the shards are published into (default: "
+                                                       "<project>/.runix/store)")
     parser.set_defaults(func=run)
 
 
@@ -49,24 +53,29 @@ def run(args, console) -> int:
         console.print(Text("pipeline options (standard Apache Beam flags; nothing was run):"))
         console.print(Text(f"  {beam_tokenize.render_options(pipeline_args)}"), soft_wrap=True)
         return 0
+    from compiler.commands.store import open_store
+    from dataprep.store_shards import publish
+
     locked = load_locked_spec_set(args.paths, args.lockfile)
     require_fully_resolved(locked.lock, locked.spec_set.runs)
+    store = open_store(args.store)  # reachable before anything is prepared
     root = pathlib.Path(args.data_root) if args.data_root else default_data_root(project_root(pathlib.Path.cwd()))
     table = Table(title="token shards", title_justify="left")
     for column in ("source", "shard", "tokens", "documents"):
         table.add_column(column)
-    done: set[str] = set()
+    done: dict[str, object] = {}
     problems = []
     for run in locked.spec_set.runs:
         for name, shard in _prepare_run(run, locked.lock, root, pipeline_args, args.stage_url, problems):
             if shard.path.name not in done:
-                done.add(shard.path.name)
+                done[shard.path.name] = shard
                 table.add_row(Text(f"{name} {shard.source}"), Text(shard.path.name[:16]), Text(f"{shard.num_tokens:,}"),
                               Text(f"{shard.num_documents:,}"))
     if problems:
         raise SpecError(problems)
     console.print(table)
-    console.print(Text(f"prepared {len(done)} shard(s) under {root / 'shards'}"))
+    added = sum(publish(store, shard) for _, shard in sorted(done.items()))
+    console.print(Text(f"prepared {len(done)} shard(s) under {root / 'shards'}; in {store.url} ({added} published now)"))
     return 0
 
 

@@ -100,6 +100,7 @@ def run(args, console) -> int:
             shutil.copy2(entry / filename, work / filename)
         if steps.resume_from:
             shutil.copytree(entry / "checkpoints" / str(steps.resume_from), work / "checkpoints" / str(steps.resume_from))
+        _shards_from_store(work, data_root, store)
         command = [sys.executable, "-m", "runtime", "--run-dir", str(work), "--data-root", data_root,
                    "--stop-after-step", str(steps.stop)]
         if parent_dir is not None:
@@ -123,6 +124,17 @@ def run(args, console) -> int:
         return replay_evals(store, run_hash, data_root, console)
     console.print(f"[red]diverged[/]: {name} ({run_hash[:12]}) — first difference (stored vs replayed) at {difference}")
     return 1
+
+
+def _shards_from_store(work: pathlib.Path, data_root: str, store) -> None:
+    """The run's file and TFDS sources' token shards from the store, as its build took them (no tokenizing here)."""
+    from runtime.data_source import shards_from_store
+    from runtime.errors import BadInput
+
+    try:
+        shards_from_store(work, data_root, store)
+    except BadInput as err:
+        raise SpecError([Problem(Location(store.url), "", str(err))]) from None
 
 
 def replay_evals(store, run_hash: str, data_root: str, console) -> int:

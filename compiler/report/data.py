@@ -5,8 +5,12 @@ Pure except for reading the store; never imports matplotlib or jax.
 Per run (its hash is the locked hash, the one `runix launch` builds):
   status        the store's: "built", or "not built" (with "building", "registered" or
                 "incomplete" when the store has that much of it)
-  estimate      chip-hours on the run's own mesh from compiler.plan: its steps at the step-time
-                model's MFU plus its overheads (compile, checkpoint saves), nothing measured
+  estimate      chip-hours on the run's own mesh, the price `runix compile` gives it
+                (compiler.plan, compiler.pricing): its steps and overheads (compile, startup,
+                checkpoint saves), calibrated on the timing records of the store's built runs
+                (compiler.calibration) where there are some. A built run is priced without its
+                own record — what the dry run said before it was built — so that estimate
+                and measurement are two numbers, not one. Evals are apart (their own section).
   metrics.jsonl the loss curve, tokens trained and the measured wall time (built runs only)
   digest.json   the final loss, bit exact (the last loss of the digest record), and the
                 final parameter sha256
@@ -114,6 +118,7 @@ class RunRow:
     accelerator: str
     metrics: RunMetrics | None  # None unless built
     replay: ReplayStatus
+    price_source: str = ""  # compiler.pricing.Price.label: model, measured×N, calibrated×N, --mfu
 
     @property
     def name(self) -> str:
@@ -158,6 +163,7 @@ class RunRow:
             "accelerator": self.accelerator,
             "mfu": self.mfu,
             "chip_hours_estimated": self.chip_hours_estimated,
+            "price_source": self.price_source,
             "chip_hours_measured": self.chip_hours_measured,
             "replay": str(self.replay),
             "problems": list(m.problems),
@@ -207,6 +213,7 @@ class ReportData:
 def collect(spec_set: SpecSet, store, *, spec_set_name: str, paths: Sequence[str] = (),
             lockfile: str | None = None, mfu: float | None = None, lock=None) -> ReportData:
     """Rows and families of `spec_set` against `store` (a compiler.store.Store); evals too, given the `lock`."""
+    from compiler.calibration import read_measurements
     from compiler.memory import value
     from compiler.plan import plan
 
@@ -215,7 +222,8 @@ def collect(spec_set: SpecSet, store, *, spec_set_name: str, paths: Sequence[str
         if entry.hash not in entries or entry.status == "built":
             entries[entry.hash] = entry
     built = {h for h, e in entries.items() if e.status == "built"}
-    priced = {r.run.hash: r for r in plan(spec_set, built, mfu=mfu).runs}
+    measurements = tuple(read_measurements(store))
+    priced = {r.run.hash: r for r in plan(spec_set, built, mfu=mfu, measurements=measurements).runs}
     depth, offset = chain_positions(spec_set.runs)
     rows = []
     for run in spec_set.runs:
@@ -228,10 +236,22 @@ def collect(spec_set: SpecSet, store, *, spec_set_name: str, paths: Sequence[str
             replay = replay_status(read_replays(store.fs, replay_logs(store.root, entry.hash, entry.name, path)))
         else:
             status = NOT_BUILT if entry is None else f"{NOT_BUILT} ({entry.status})"
-        rows.append(RunRow(run, status, path, depth[run.name], offset[run.name], priced_run.total_chip_hours,
-                           priced_run.mfu, value(run.spec.mesh.accelerator), metrics, replay))
+        price = priced_run.price
+        if status == "built" and any(m.run_hash == run.hash for m in measurements):
+            price = _price_before_built(run, priced_run.hardware, measurements, mfu)
+        rows.append(RunRow(run, status, path, depth[run.name], offset[run.name], price.total_chip_hours,
+                           price.mfu, value(run.spec.mesh.accelerator), metrics, replay, price.label))
     return ReportData(spec_set_name, tuple(paths), store.url, lockfile, mfu, tuple(rows), families(spec_set.runs),
                       _evals(spec_set, store, lock))
+
+
+def _price_before_built(run: CompiledRun, hardware, measurements, mfu: float | None):
+    """The run's price from every timing record but its own (compiler.pricing.price_run, as the dry run prices)."""
+    from compiler.pricing import price_run
+    from compiler.step_time import load
+
+    others = [m for m in measurements if m.run_hash != run.hash]
+    return price_run(run.spec, hardware, load(), others, mfu)
 
 
 def _evals(spec_set: SpecSet, store, lock):

@@ -111,7 +111,8 @@ def _header(data: ReportData, figures: Figures) -> list[str]:
         f"<li><b>{format_hours(estimated)}</b>chip-hours estimated (all runs)</li>",
         f"<li><b>{format_hours(sum(measured)) if measured else '–'}</b>chip-hours measured (built runs)</li>",
         "</ul>",
-        f'<p class="note">Estimates: compiler.plan on each run\'s own mesh: '
+        f'<p class="note">Estimates: the price <code>runix compile</code> gives each run on its own mesh, '
+        f"calibrated on the store's built runs where there are some: "
         f"{escape(', '.join(accelerators))}"
         f"{' (MFU set with --mfu)' if data.mfu_override is not None else ''}.</p>",
         "<nav><b>Contents</b><ol>",
@@ -163,8 +164,10 @@ def _table(data: ReportData) -> list[str]:
     head = "".join(f'<th class="{cls}">{escape(label)}</th>' for label, _, cls in COLUMNS)
     out = ['<section id="runs">', "<h2>4. Runs</h2>",
            '<p class="note">Parents before children. Tokens: trained (built runs) or planned (the rest). Final training loss (on the run\'s own mixture): '
-           "the last step's loss from the run's digest record. Chip-hours estimated: FLOPs ÷ (peak × MFU) on the "
-           "run's mesh, MFU from the step-time model, plus compile and checkpoint saves; measured: the build's wall time (sum of its step times in metrics.jsonl) × its chips.</p>",
+           "the last step's loss from the run's digest record. Chip-hours estimated: the price <code>runix compile</code> gives the run "
+           "(its steps on its mesh from the step-time model, calibrated on the timing records of the store's built runs, plus compile, "
+           "startup and checkpoint saves; evals apart); a built run is priced without its own record, as it was before it was built; "
+           "measured: the build's wall time (sum of its step times in metrics.jsonl) × its chips.</p>",
            '<div class="table-wrap"><table>', f"<thead><tr>{head}</tr></thead>", "<tbody>"]
     for row in data.rows:
         out.append(_table_row(row, names))
@@ -197,7 +200,7 @@ def _table_row(row: RunRow, names: set[str]) -> str:
                          f"chip{'s' if row.chips != 1 else ''})</small>")
     else:
         measured_cell = "–"
-    estimated = (f'<span title="{row.accelerator}, {row.chips} chips, MFU {row.mfu:.2f}">'
+    estimated = (f'<span title="{row.accelerator}, {row.chips} chips, MFU {row.mfu:.2f}, price {escape(row.price_source)}">'
                  f"{format_hours(row.chip_hours_estimated)}</span>")
     problems = f' <small title="{escape("; ".join(m.problems))}">⚠</small>' if m is not None and m.problems else ""
     cells = {

@@ -19,6 +19,7 @@ One module per job:
   leases        one builder per hash: flock locally, conditional-write leases on buckets
   verify        re-hash an entry against its manifest
   gc            remove what the kept runs do not reach
+  shards        token shards as entries of their own (`.shards/<key>/`): publish, download, their lease
   files         atomic local writes and the manifest of a folder
   connect       bounded client settings, and one look at a bucket before anything is written
   core          `Store`: the URL, filesystem and paths each of the above works on

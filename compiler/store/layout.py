@@ -15,6 +15,8 @@
       .building/<hash>-<name>/  builds in progress (kept after a crash so the next build resumes)
       .locks/<hash>.lock        build locks (one builder per hash at a time); never deleted
       .trash/                   entries being removed (renamed here first, so removal is atomic)
+      .shards/<key>/            token shards of file and TFDS sources, one per (content, reader, tokenizer)
+                                (compiler.store.shards; not runs: ls, verify and gc leave them alone)
 
 Every path the store touches is built from a validated hash (64 hex), a
 validated run name (compiler.spec.RUN_NAME_PATTERN: no '/', no '..') and

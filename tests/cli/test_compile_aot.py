@@ -39,7 +39,8 @@ def test_aot_reports_xla_memory_and_collectives_and_caches(tmp_path):
     assert all(set(c) == {"kind", "count", "bytes_per_chip"} for c in aot["collectives"])
     # Only the step count differs: one program, compiled once.
     assert runs["small-tpu-longer"]["aot"] == aot
-    assert [p.name for p in (tmp_path / ".runix" / "aot").iterdir()] == [f"{aot['key']}.json"]
+    assert sorted(p.name for p in (tmp_path / ".runix" / "aot").iterdir()) == [f"{aot['key']}.hlo.gz",
+                                                                                 f"{aot['key']}.json"]
 
     again = run_cli("compile", path.parent, "--aot", cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -20,7 +20,7 @@ runs:
     data:
       tokenizer: "{data}/tokenizer.json"
       sources:
-        code: {{uri: "{data}/code", role: code, share: 0.5}}
+        code: {{uri: "{data}/code", role: code, share: 0.5, max_repeats: 100}}
         web: {{uri: "gs://runix-test-bucket/web", role: text, share: 0.5, declared_tokens: 1B}}
     schedule:
       phases:
@@ -39,8 +39,9 @@ def project(tmp_path):
     (tmp_path / "pyproject.toml").write_text("")
     data = tmp_path / "data"
     (data / "code").mkdir(parents=True)
-    (data / "code" / "a.py").write_text("print('a')\n")
-    (data / "code" / "b.py").write_text("print('b')\n")
+    # `runix lock` counts the tokens of this source (it tokenizes it): enough for the budget at max_repeats
+    (data / "code" / "a.py").write_text("print('a')\n" * 100)
+    (data / "code" / "b.py").write_text("print('b')\n" * 100)
     write_tokenizer_json(data / "tokenizer.json")
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "runs.yaml").write_text(SPEC.format(data=data))

@@ -21,7 +21,7 @@ runs:
     data:
       tokenizer: "{data}/tokenizer.json"
       sources:
-        code: {{uri: "{data}/code.txt", role: code, share: 1.0}}
+        code: {{uri: "{data}/code.txt", role: code, share: 1.0, max_repeats: 100}}
     schedule:
       phases:
         - {{kind: warmup, length: 2, peak: 1e-3}}
@@ -41,7 +41,8 @@ def project(tmp_path, cli):
     """A locked project whose three runs are built in its default store (.runix/store)."""
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "code.txt").write_text("def f(): pass\n")
+    # `runix lock` tokenizes this source (its count, its shard in .runix/store/.shards): enough for the budgets
+    (tmp_path / "data" / "code.txt").write_text("def f(): pass\n" * 100)
     write_tokenizer_json(tmp_path / "data" / "tokenizer.json")
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "runs.yaml").write_text(SPEC.format(data=tmp_path / "data"))
@@ -101,6 +102,9 @@ def test_gc_keeps_what_the_spec_set_reaches(project, cli):
     assert f"kept {hashes['child'][:16]}-child (built): in a kept spec set" in result.stdout  # says why
     assert sorted(e.name for e in store.ls()) == ["base", "child"]
     assert store.verify(hashes["child"]) == []
+    from compiler.store.shards import published_keys
+
+    assert len(published_keys(store)) == 1  # the source's token shard is not a run: gc leaves it
 
 
 def test_gc_keeps_a_parent_named_by_hash(project, cli):

@@ -51,7 +51,7 @@ class FakeResolver:
         return Resolution(locked={"type": "fake-tokenizer", "digest": fake_digest(f"{uri}{vocab_size}"),
                                   "vocab_size": vocab_size})
 
-    def token_count(self, source_uri, source, tokenizer_uri, vocab_size, tokenizer):
+    def token_count(self, source_uri, source, tokenizer_uri, vocab_size, tokenizer, reader):
         return 1000 + len(source_uri)
 
 

@@ -3,9 +3,11 @@
 A folder of .txt/.md/.py files (one document each), a .jsonl file (one
 document per line), a tiny TFDS array_record dataset (built the way the
 built-in corpora are, dataprep.corpus_builder) and builtin://code in one
-mixture: `runix lock` pins the files, `runix launch` trains on them, every
-source gives exactly its budget, and a file changed after locking stops the
-trainer with exit 2 naming it.
+mixture: `runix lock` pins the files and tokenizes them into the store,
+`runix launch` trains on those shards, every source gives exactly its
+budget, and a file changed after locking stops a trainer that has to build
+its shard with exit 2 naming it (a finished shard is the locked bytes; a run
+reads only it).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def files(tmp_path_factory) -> Path:
     }
     (root / "spec.yaml").write_text(json.dumps(spec))  # JSON is YAML
     result = run_cli("lock", root / "spec.yaml", "--lockfile", root / "x.lock.json", "--data-root", DATA_ROOT,
-                     timeout=300, env=tfds_env(root))
+                     "--store", root / "store", timeout=300, env=tfds_env(root))
     assert result.returncode == 0, result.stdout + result.stderr
     return root
 
@@ -133,23 +135,49 @@ def tfds_data_file(root: Path) -> Path:
     return found
 
 
+def shards_of(locked_digest: str) -> list[Path]:
+    """Every shard in the data root made from these locked bytes (under any tokenizer)."""
+    return [p.parent for p in (DATA_ROOT / "shards").glob("*/shard.json")
+            if json.loads(p.read_text()).get("locked_digest") == locked_digest]
+
+
 @pytest.mark.parametrize("source, changed", [("notes", lambda root: root / "notes" / "b.md"),
                                              ("tfds", tfds_data_file)], ids=["file", "tfds"])
-def test_a_file_changed_after_locking_is_bad_input(files, entry, tmp_path, source, changed):
+def test_a_file_changed_after_locking_is_bad_input_when_its_shard_must_be_built(files, entry, tmp_path, monkeypatch,
+                                                                                source, changed):
+    """A finished shard is the locked bytes tokenized: a run reads only it. Building one checks every file."""
+    from compiler.spec import RunSpec
+    from runtime import data_source
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(files / "tfds"))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     for name in ("spec.json", "lock.json"):
         shutil.copy(entry / name, run_dir / name)
+    lock = json.loads((run_dir / "lock.json").read_text())
+    built = shards_of(lock["sources"][source]["locked"]["digest"])
+    assert built
     target = changed(files)
     original = target.read_bytes()
+    aside = tmp_path / "aside"
+    aside.mkdir()
     target.write_bytes(original + b"one more line\n")
     try:
+        spec = RunSpec.model_validate(json.loads((run_dir / "spec.json").read_text())["spec"])
+        data_source.for_run(spec, DATA_ROOT, lock_entries=lock)  # the shard exists: the changed file is not read
+        for shard in built:
+            shard.rename(aside / shard.name)
         result = subprocess.run(
             [sys.executable, "-m", "runtime", "--run-dir", str(run_dir), "--data-root", str(DATA_ROOT),
              "--no-progress"],
             cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, **tfds_env(files)})
     finally:
         target.write_bytes(original)
+        for shard in built:
+            if (aside / shard.name).exists():
+                if shard.exists():
+                    shutil.rmtree(shard)
+                (aside / shard.name).rename(shard)
     assert result.returncode == 2, result.stderr
     assert f"source {source} " in result.stderr and target.name in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

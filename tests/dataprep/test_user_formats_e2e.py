@@ -4,8 +4,9 @@ Everything is made here with the formats' own libraries (pyarrow,
 zstandard, HF tokenizers): a folder of two parquet shards read by glob,
 a zstd-compressed JSON-lines file whose text sits under another key
 (`text_field: body`), and a byte-level BPE saved as tokenizer.json.
-`runix lock` pins all three by sha256, `runix launch` trains on them with
-that tokenizer (no built-in corpus is prepared or tokenized), and
+`runix lock` pins all three by sha256 and tokenizes each source once into
+the store, `runix launch` trains on those shards (no built-in corpus is
+prepared or tokenized), and
 `runix replay` retrains bit-exactly. A tokenizer larger than the model's
 vocabulary is refused by `runix lock` with exit 2, naming both numbers, and
 no lockfile is written.
@@ -82,7 +83,7 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def locked(project) -> Path:
     result = run_cli("lock", project / "spec.yaml", "--lockfile", project / "x.lock.json",
-                     "--data-root", project / "data", timeout=300)
+                     "--data-root", project / "data", "--store", project / "store", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return project / "x.lock.json"
 
@@ -124,9 +125,14 @@ def test_two_runs_and_a_replay_over_one_source_tokenize_it_once(project, entry):
     from dataprep.shards import tokenizations
 
     test_launch_trains_with_the_users_tokenizer_and_replays_bit_exactly(project, entry)  # a third process
+    from compiler.store import open_store
+    from compiler.store.shards import published_keys
+
     log = tokenizations(project / "data")
     assert sorted(item["source"] for item in log) == sorted([str(project / "web" / "*.parquet"),
                                                             str(project / "code.jsonl.zst")])
+    # `runix lock` tokenized both and published them into the store; builds and the replay tokenized nothing.
+    assert sorted(item["shard"] for item in log) == published_keys(open_store(str(project / "store")))
 
 
 def test_the_shards_hold_the_users_tokens(project, entry):
@@ -175,9 +181,9 @@ def test_prepare_on_beam_finds_the_shards_the_launch_used(project, entry):
 
     before = len(tokenizations(project / "data"))
     result = run_cli("prepare", project / "spec.yaml", "--lockfile", project / "x.lock.json",
-                     "--data-root", project / "data", "--workers", "2", timeout=300)
+                     "--data-root", project / "data", "--workers", "2", "--store", project / "store", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "prepared 2 shard(s)" in result.stdout
+    assert "prepared 2 shard(s)" in result.stdout and "(0 published now)" in result.stdout  # lock published them
     assert len(tokenizations(project / "data")) == before  # built once already: nothing tokenized again
 
 

@@ -151,3 +151,32 @@ def test_a_remote_store_reads_the_same(tiny_project, tmp_path):
     build.finish()
     row = collect(locked.spec_set, store, spec_set_name="tiny").row("tiny-code")
     assert row.built and row.metrics.final_loss == loss_at("tiny-code", 59) and row.metrics.problems == ()
+
+
+def test_the_report_prices_as_compile_does_and_a_built_run_without_its_own_record(tmp_path):
+    """Timing records in the store calibrate the report's estimates exactly as they do `runix compile`'s."""
+    from compiler.calibration import read_measurements
+    from compiler.lock import load_locked_spec_set
+    from compiler.plan import plan
+    from compiler.report.data import collect
+    from compiler.store import Store
+    from tests.compiler.test_pricing import build_with_timing
+
+    locked = load_locked_spec_set([REPO / "specs" / "tiny"])
+    store = Store(str(tmp_path / "store"))
+    build_with_timing(store, locked, "tiny-sweep-code0", 0.010)
+    build_with_timing(store, locked, "tiny-sweep-code100", 0.030)
+    rows = {r.name: r for r in collect(locked.spec_set, store, spec_set_name="tiny").rows}
+    dry_run = {r.run.name: r for r in plan(locked.spec_set, store.built_hashes(),
+                                           measurements=read_measurements(store)).runs}
+    # an unbuilt run: the dry run's price, measured on both built runs of its shape
+    assert rows["tiny-code"].price_source == dry_run["tiny-code"].price.label == "measured×2"
+    assert rows["tiny-code"].chip_hours_estimated == pytest.approx(dry_run["tiny-code"].total_chip_hours)
+    assert rows["tiny-code"].mfu == pytest.approx(dry_run["tiny-code"].mfu)
+    # a built run: priced from the other record only (0.030 s a step), never from its own (0.010 s)
+    assert rows["tiny-sweep-code0"].price_source == "measured×1"
+    other = [m for m in read_measurements(store) if m.name == "tiny-sweep-code100"]
+    alone = {r.run.name: r for r in plan(locked.spec_set, measurements=other).runs}["tiny-sweep-code0"]
+    assert rows["tiny-sweep-code0"].chip_hours_estimated == pytest.approx(alone.total_chip_hours)
+    assert rows["tiny-sweep-code0"].chip_hours_estimated > dry_run["tiny-sweep-code0"].total_chip_hours
+    assert rows["tiny-sweep-code0"].to_json()["price_source"] == "measured×1"

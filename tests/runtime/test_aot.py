@@ -76,6 +76,66 @@ def test_weight_gradients_are_reduce_scattered(compiled, name):
     assert kinds["reduce-scatter"]["count"] >= 1 and kinds["all-gather"]["count"] >= 1
 
 
+def test_libtpu_writes_a_multi_host_reduce_scatter_as_an_all_reduce():
+    """Why the 4x4 and 16x16 steps all-reduce their weight gradients: libtpu's own lowering, not the program.
+
+    Even an explicit `psum_scatter` (the transpose of a shard_map all-gather, the FSDP
+    pattern written by hand) over the 16 chips of a multi-host v5e:4x4 comes out of this
+    libtpu as an all-reduce followed by each chip's slice, while the same program on one
+    host (v5e:2x2) keeps its reduce-scatter (at this 16 MB gradient; a 2 MB one is
+    all-reduced on one host too: libtpu picks by size). No libtpu flag tried changed that (the closing
+    notes of issue 14 list them). If a libtpu upgrade makes this fail, the multi-host steps
+    get their reduce-scatters: update test_weight_gradients_are_reduce_scattered to cover 4x4.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    def kinds(topology: str) -> set[str]:
+        mesh = Mesh(np.array(aot.devices(topology)), ("fsdp",))
+
+        def loss(w_DxF, x_BxD):
+            gathered = jax.shard_map(lambda w: jax.lax.all_gather(w, "fsdp", axis=0, tiled=True), mesh=mesh,
+                                     in_specs=P("fsdp", None), out_specs=P(None, None), check_vma=False)(w_DxF)
+            return jnp.sum(jnp.tanh(x_BxD @ gathered.astype(jnp.bfloat16)).astype(jnp.float32))
+
+        rows = NamedSharding(mesh, P("fsdp", None))
+        step = jax.jit(jax.grad(loss), in_shardings=(rows, rows), out_shardings=rows)
+        lowered = step.lower(jax.ShapeDtypeStruct((1024, 4096), jnp.float32, sharding=rows),
+                             jax.ShapeDtypeStruct((4096, 1024), jnp.bfloat16, sharding=rows))
+        return {c.kind for c in aot.collectives(lowered.compile().as_text())}
+
+    assert "reduce-scatter" in kinds("v5e:2x2")
+    multi_host = kinds("v5e:4x4")
+    assert "reduce-scatter" not in multi_host and "all-reduce" in multi_host
+
+
+def test_the_pieces_of_one_multi_step_all_gather_count_once():
+    """libtpu splits one all-gather into async_collective_fusion pieces, each with the whole result type."""
+    hlo = """\
+HloModule m
+
+%async_collective_fusion.1 (param_0.1: bf16[64,8]) -> bf16[64,128] {
+  %param_0.1 = bf16[64,8]{1,0} parameter(0)
+  ROOT %all-gather.7 = bf16[64,128]{1,0} all-gather(%param_0.1), channel_id=15, replica_groups={}, dimensions={1}
+}
+
+%async_collective_fusion.2 (param_0.2: bf16[64,8]) -> bf16[64,128] {
+  %param_0.2 = bf16[64,8]{1,0} parameter(0)
+  ROOT %all-gather.8 = bf16[64,128]{1,0} all-gather(%param_0.2), channel_id=15, replica_groups={}, dimensions={1}
+}
+
+ENTRY %main (a: bf16[64,8]) -> bf16[64,128] {
+  %f1 = bf16[64,128]{1,0} fusion(%a), kind=kCustom, calls=%async_collective_fusion.1
+  %f2 = bf16[64,128]{1,0} fusion(%a), kind=kCustom, calls=%async_collective_fusion.2
+  ROOT %ag = bf16[64,128]{1,0} all-gather(bf16[64,8]{1,0} %a), channel_id=16, replica_groups={}, dimensions={1}
+}
+"""
+    (gathers,) = aot.collectives(hlo)
+    assert gathers.kind == "all-gather" and gathers.count == 2 and gathers.bytes_per_chip == 2 * 64 * 128 * 2
+
+
 def test_temporaries_shrink_as_fsdp_grows(compiled):
     assert compiled["4x4"][0]["memory"]["temp_bytes"] < compiled["2x2"][0]["memory"]["temp_bytes"]
     assert compiled["4x4"][0]["memory"]["argument_bytes"] < compiled["2x2"][0]["memory"]["argument_bytes"]
@@ -111,9 +171,21 @@ def test_results_are_cached_by_the_lowered_program(tmp_path):
     first = aot.compile_run(spec, HBM, tmp_path)
     again = aot.compile_run(spec, HBM, tmp_path)
     assert not first["cached"] and again["cached"] and again["key"] == first["key"]
-    assert list(tmp_path.iterdir()) == [tmp_path / f"{first['key']}.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{first['key']}.hlo.gz", f"{first['key']}.json"]
     other = aot.compile_run(small_spec(4, "2x2", {"fsdp": 2, "data": 2}), HBM, tmp_path)
     assert other["key"] != first["key"] and not other["cached"]
+
+
+def test_a_step_xla_says_does_not_fit_is_refused_naming_its_largest_buffers():
+    """The refusal `runix compile --aot` exits 2 with: XLA's own buffers, not the estimate's (HBM shrunk to 1 MB)."""
+    from compiler.commands.compile_aot import _refusal
+
+    result = aot.compile_run(small_spec(4, "2x2", {"fsdp": 4}), 10**6)
+    assert not result["fits"] and result["peak_bytes_per_chip"] > 10**6
+    assert result["largest_buffers"] and all(b["bytes"] > 0 for b in result["largest_buffers"])
+    message = _refusal(result)
+    assert "per chip on v5e:2x2, the chip has 0.00 GB" in message
+    assert result["largest_buffers"][0]["shape"] in message
 
 
 def test_gpu_meshes_say_there_is_no_compile_only_target():
@@ -141,5 +213,9 @@ def test_to_code_runs_fit_a_v5e_256_and_the_estimate_agrees(name, tmp_path):
     assert result["fits"], result
     estimate = memory_per_chip(spec, HBM).total
     assert 0.8 <= estimate / result["peak_bytes_per_chip"] <= 1.2, (estimate, result["peak_bytes_per_chip"])
-    kinds = {c["kind"] for c in result["collectives"]}
-    assert "reduce-scatter" in kinds and "all-gather" in kinds
+    # Multi-host: libtpu writes the reduce-scatters as all-reduces (test_libtpu_writes_a_multi_host_...).
+    from compiler.flops import parameter_count
+    from compiler.memory import DTYPE_BYTES
+
+    ideal = aot.fsdp_ideal_bytes(parameter_count(spec.model).total, DTYPE_BYTES[spec.dtypes.compute])
+    assert aot.wire_bytes(result["collectives"]) <= 1.5 * ideal, result["collectives"]
