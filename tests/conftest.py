@@ -111,10 +111,7 @@ def s3_env(s3_endpoint, monkeypatch) -> dict[str, str]:
     """The variables botocore reads to reach the server, set for this process and returned for subprocesses."""
     from tests.s3server import client_environment
 
-    env = client_environment(s3_endpoint)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
+    return _exported(client_environment(s3_endpoint), monkeypatch)
 
 
 @pytest.fixture
@@ -139,7 +136,11 @@ def gcs_env(gcs_endpoint, monkeypatch) -> dict[str, str]:
     """The variables gcsfs reads to reach the server, set for this process and returned for subprocesses."""
     from tests.gcsserver import client_environment
 
-    env = client_environment(gcs_endpoint)
+    return _exported(client_environment(gcs_endpoint), monkeypatch)
+
+
+def _exported(env: dict[str, str], monkeypatch) -> dict[str, str]:
+    """Set a client's variables in this process for the test (undone after it); return them for subprocesses."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env

