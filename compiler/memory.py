@@ -69,8 +69,9 @@ Agreement with XLA (`benchmarks/bench_aot.py --size S --smaller-slices`, libtpu
 1.32 on 8x8. The 8x8 outlier is XLA's layout choice, not a term missing here:
 on 16x16 and 8x16 the gathered bf16[256000, 2560] table is transposed for the
 loss into two extra 1.3 GB copies, on 8x8 it is gathered straight into the
-layout the loss reads. The estimate counts neither copy; its activation terms
-run high enough that the slices with the copies land near 1.0.
+layout the loss reads. The estimate counts neither copy, yet lands near 1.0 on
+the slices that make them: errors elsewhere offset them (not broken down here),
+so a new size or slice is worth `runix compile --aot` before it queues.
 """
 
 from __future__ import annotations
