@@ -65,8 +65,9 @@ this module, like the whole compiler, free of jax.
 
 Agreement with XLA (`benchmarks/bench_aot.py --size S --smaller-slices`, libtpu
 0.0.42.1, the to_code runs at 2 sequences per chip), estimate / XLA peak:
-470M 1.10 on v5e:16x16, 8x16 and 8x8; 2.8B 0.95 on 16x16, 1.01 on 8x16 and
-1.32 on 8x8. The 8x8 outlier is XLA's layout choice, not a term missing here:
+470M 1.10 on v5e:16x16, 8x16 and 8x8; 2.8B 0.95 on 16x16, 1.01 on 8x16,
+1.32 on 8x8 and 0.84 on 4x4 (XLA 15.2 GB against 12.8 estimated: the low side,
+on a step that nearly fills the chip). The 8x8 outlier is XLA's layout choice, not a term missing here:
 on 16x16 and 8x16 the gathered bf16[256000, 2560] table is transposed for the
 loss into two extra 1.3 GB copies, on 8x8 it is gathered straight into the
 layout the loss reads. The estimate counts neither copy, yet lands near 1.0 on
