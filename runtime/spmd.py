@@ -150,29 +150,23 @@ def embed(table_VxD, inputs_BxL: jax.Array, table_axes: tuple[str, ...], dtype) 
     if mesh is None:
         return jnp.take(table_VxD, inputs_BxL, axis=0).astype(dtype)
     batch = _batch_entry(mesh, inputs_BxL.shape[0])
-    if isinstance(table_VxD, GatheredTable):
-        gathered = table_VxD
-
-        def local_copy(copies, inputs):
-            table = copies[0]
-            if gathered.vocab_axis is not None:
-                table = jax.lax.all_gather(table, gathered.vocab_axis, axis=0, tiled=True)
-            return jnp.take(table, inputs, axis=0)
-
-        return jax.shard_map(local_copy, mesh=mesh, in_specs=(gathered.spec(), PartitionSpec(batch, None)),
-                             out_specs=PartitionSpec(batch, None, None), check_vma=False)(gathered.copies_CxVxD,
-                                                                                          inputs_BxL)
-    table_VxD = table_VxD.astype(dtype)
-    table_spec = sharding.partition_spec(table_axes, table_VxD.shape, mesh)
+    if isinstance(table_VxD, GatheredTable):  # one copy per device: only a vocab split is left to gather
+        table, table_spec = table_VxD.copies_CxVxD, table_VxD.spec()
+        gathers, own = ((0, table_VxD.vocab_axis),), lambda copies: copies[0]
+    else:
+        table = table_VxD.astype(dtype)
+        table_spec = sharding.partition_spec(table_axes, table.shape, mesh)
+        gathers, own = tuple(enumerate(table_spec)), lambda shard: shard
 
     def local(table, inputs):
-        for dim, axis in enumerate(table_spec):
+        table = own(table)
+        for dim, axis in gathers:
             if axis is not None:
                 table = jax.lax.all_gather(table, axis, axis=dim, tiled=True)
         return jnp.take(table, inputs, axis=0)
 
     return jax.shard_map(local, mesh=mesh, in_specs=(table_spec, PartitionSpec(batch, None)),
-                         out_specs=PartitionSpec(batch, None, None), check_vma=False)(table_VxD, inputs_BxL)
+                         out_specs=PartitionSpec(batch, None, None), check_vma=False)(table, inputs_BxL)
 
 
 def chunked_loss(hidden_BxLxD, weight, layout: str, weight_axes: tuple[str, ...], targets_BxL, mask_BxL, *,
