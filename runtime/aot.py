@@ -27,10 +27,12 @@ Only the `runix compile --aot` path imports this module (it imports jax).
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import importlib.metadata
 import json
 import os
+import pathlib
 import re
 
 from compiler.spec import RunSpec, ScratchInit
@@ -180,9 +182,12 @@ def compile_run(spec: RunSpec, hbm_bytes_per_chip: int, cache_dir: str | os.Path
     compiled, hlo = _compile(lowered, hbm_bytes_per_chip)
     result = {"format": FORMAT, "topology": name, "key": key, "compiler": facts, **compiled}
     if cache_path is not None:
+        from compiler.store.files import write_bytes_atomic  # noqa: PLC0415
+
+        os.makedirs(cache_dir, exist_ok=True)
         if hlo is not None:  # kept beside the result: collectives can be re-read without minutes of compiling
-            _write_atomically(os.path.join(cache_dir, f"{key}.hlo.gz"), hlo, gzip_text=True)
-        _write_atomically(cache_path, result)
+            write_bytes_atomic(pathlib.Path(cache_dir, f"{key}.hlo.gz"), gzip.compress(hlo.encode(), mtime=0))
+        write_bytes_atomic(pathlib.Path(cache_path), json.dumps(result, indent=1, sort_keys=True).encode())
     return {**result, "cached": False}
 
 
@@ -221,21 +226,6 @@ def read_compiled(compiled, hbm_bytes_per_chip: int, text: str | None = None) ->
     if not result["fits"]:
         result["largest_buffers"] = largest_buffers(text)
     return result
-
-
-def _write_atomically(path: str, data: dict | str, gzip_text: bool = False) -> None:
-    import gzip  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".aot.", dir=os.path.dirname(path))
-    with os.fdopen(fd, "wb") as raw:
-        if gzip_text:
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-                f.write(data.encode())
-        else:
-            raw.write(json.dumps(data, indent=1, sort_keys=True).encode())
-    os.replace(tmp, path)
 
 
 # ---- reading the partitioned HLO -------------------------------------------------------------
