@@ -24,7 +24,10 @@ chip = b·S, names as in compiler.flops):
   grads        P·p / (fsdp·tensor)        gradients in the parameter dtype
   optimizer    2·P·p / (fsdp·tensor)      AdamW first and second moments (optax keeps
                                           them in the parameter dtype)
-  activations  [(L·s(remat) + s(none) − s(remat) + 2D·a)·t + L·A(remat) + Apeak − A(remat)] / tensor
+  gather       fsdp > 1 only: 2 · (one block's parameters) · a / tensor
+  activations  [(L·s(remat) + 2D·a)·t + L·A(remat)] / tensor: what autodiff keeps from
+               the forward pass for the backward one, every block's remat set and the
+               final norm's input and output.
                s(policy) = bytes autodiff keeps per token of one block outside the
                attention kernel (elements × a):
                  none: everything the backward pass reads: block input and norm
@@ -43,36 +46,43 @@ chip = b·S, names as in compiler.flops):
                scores and probabilities; cudnn and pallas_tpu a log-sum-exp per
                row): kept by every block under none; 0 under dots and full (an
                earlier version kept xla's scores under dots, ~20× too much:
-               they are batched matmuls, which the policy does not save). Apeak =
-               kernels.footprint.attention_peak_bytes, the call being
-               differentiated. Under dots/full that block is recomputed, so it
-               holds its whole `none` set instead of its remat set; 2D·a is the
-               final norm's input and output. (The enumeration follows
-               Korthikanti et al. 2022, "Reducing Activation Recomputation in
-               Large Transformer Models", §4, adapted to this block: no dropout,
-               SwiGLU, GQA.)
-  loss         kernels.footprint.cross_entropy_peak_bytes(t, V, D, chunk, kernels.cross_entropy) / tensor:
-               "reference" holds three [t, V] float32 arrays (logits, log-probs,
-               their gradient); "chunked" two [chunk, V] float32 blocks, the
-               [V, D] float32 weight-gradient accumulator and the [t, D] float32
-               hidden gradient. The kernels' tests check these formulas against
-               XLA's buffer assignment, so the price follows the kernels.
-  gather       fsdp > 1 only: 2 · (one block's parameters) · a / tensor
-The peak is the sum: the weight state lives throughout, and the activations
-and the loss's buffers peak together at the turn from forward to backward.
+               they are batched matmuls, which the policy does not save).
+               (The enumeration follows Korthikanti et al. 2022, "Reducing
+               Activation Recomputation in Large Transformer Models", §4,
+               adapted to this block: no dropout, SwiGLU, GQA.)
+  loss         the output layer at the turn from forward to backward:
+               [V·D·a + kernels.footprint.cross_entropy_peak_bytes(t, V, D, chunk, ...)] / tensor.
+               V·D·a is the output weight as the loss reads it, gathered over fsdp
+               (or cast to the compute dtype) into one whole copy per chip.
+               "chunked" holds its [chunk, V] float32 block(s), the [V, D] float32
+               weight-gradient accumulator and the [t, D] float32 hidden gradient;
+               "reference" the whole [t, V] logits and their gradient. On TPU the
+               footprint's `fused` form: XLA writes one [chunk, V] block to memory.
+  backward     the block being differentiated, recomputed under dots/full: its
+               whole `none` set instead of its remat set, and the attention call's
+               peak (kernels.footprint.attention_peak_bytes) instead of what it
+               kept, [(s(none) − s(remat))·t + Apeak − A(remat)] / tensor; with a
+               tied table, plus the table's gradient from the loss, V·D·a / tensor,
+               waiting for the lookup's.
+The peak is params + grads + optimizer + gather + activations + the larger of
+loss and backward: the weight state lives throughout, the activations peak at
+the turn, and the output layer's buffers are freed before the first block's
+backward pass begins (XLA's schedule of the compiled step, on v5e).
 kernels.footprint is pure Python (it imports nothing from jax), which keeps
 this module, like the whole compiler, free of jax.
 
-Agreement with XLA (`benchmarks/bench_aot.py --size S --smaller-slices`, libtpu
-0.0.42.1, the to_code runs at 2 sequences per chip), estimate / XLA peak:
-470M 1.10 on v5e:16x16, 8x16 and 8x8; 2.8B 0.95 on 16x16, 1.01 on 8x16,
-1.32 on 8x8 and 0.84 on 4x4 (XLA 15.2 GB against 12.8 estimated: the low side,
-on a step that nearly fills the chip). The 8x8 outlier is XLA's layout choice, not a term missing here:
-on 16x16 and 8x16 the gathered bf16[256000, 2560] table is transposed for the
-loss into two extra 1.3 GB copies, on 8x8 it is gathered straight into the
-layout the loss reads. The estimate counts neither copy, yet lands near 1.0 on
-the slices that make them: errors elsewhere offset them (not broken down here),
-so a new size or slice is worth `runix compile --aot` before it queues.
+Agreement with XLA (`benchmarks/bench_aot.py --size S --smaller-slices`,
+libtpu 0.0.42.1, the to_code runs at 2 sequences per chip), estimate / XLA's
+peak per chip: 470M 0.95 on v5e:16x16, 0.89 on 8x16, 0.95 on 8x8; 2.8B 0.84
+on 16x16, 0.85 on 8x16, 1.06 on 8x8. XLA's peak is elastic, which bounds how
+close any closed form can come: given a whole chip, libtpu schedules for
+speed and keeps what it need not (the all-gathered weights of several blocks
+at once, the f32 [V, D] accumulator allocated before the forward pass ends),
+so the same step moves by ±10% between slices whose per-chip work is the
+same. On v5e:4x4 the 2.8B step takes 15.2 GB against 10.7 estimated (0.70),
+yet libtpu compiles it when told the chip has 12.1 GB (1.13 × the estimate,
+temporaries 15.2 → 10.7 GB): the bench checks that case that way. A new
+size or slice is worth `runix compile --aot` before it queues.
 """
 
 from __future__ import annotations
@@ -94,14 +104,15 @@ class MemoryEstimate:
     params: int
     grads: int
     optimizer: int
+    gather: int
     activations: int
     loss: int
-    gather: int
+    backward: int
     capacity: int
 
     @property
     def total(self) -> int:
-        return self.params + self.grads + self.optimizer + self.activations + self.loss + self.gather
+        return self.params + self.grads + self.optimizer + self.gather + self.activations + max(self.loss, self.backward)
 
     @property
     def fits(self) -> bool:
@@ -112,7 +123,15 @@ class MemoryEstimate:
         return self.total / self.capacity
 
     def terms(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in ("params", "grads", "optimizer", "activations", "loss", "gather")}
+        return {name: getattr(self, name)
+                for name in ("params", "grads", "optimizer", "gather", "activations", "loss", "backward")}
+
+    def describe(self, format_bytes) -> str:
+        """The sum as a user reads it: "params 1 GB + ... + the larger of loss 3 GB and backward 2 GB"."""
+        summed = " + ".join(f"{name} {format_bytes(getattr(self, name))}"
+                            for name in ("params", "grads", "optimizer", "gather", "activations") if getattr(self, name))
+        larger = f"the larger of loss {format_bytes(self.loss)} and backward {format_bytes(self.backward)}"
+        return f"{summed} + {larger}" if summed else larger
 
 
 def value(field):
@@ -167,26 +186,45 @@ def attention_bytes(spec: RunSpec, policy: str) -> tuple[int, int]:
     return 0, peak
 
 
+def on_tpu(spec: RunSpec) -> bool:
+    return str(value(spec.mesh.accelerator)).startswith("tpu")
+
+
+def output_weight_bytes(spec: RunSpec) -> int:
+    """The output weight as the loss reads it, V·D·a: one whole copy per chip when gathered or cast."""
+    m = spec.model
+    if spec.mesh.axes.fsdp == 1 and spec.dtypes.params == spec.dtypes.compute:
+        return 0
+    return m.vocab_size * m.d_model * DTYPE_BYTES[spec.dtypes.compute]
+
+
 def activation_bytes(spec: RunSpec) -> int:
+    """What autodiff keeps from the forward pass: every block's remat set, and the final norm's input and output."""
     m = spec.model
     policy = value(m.remat)
-    per_token = (
-        m.n_layers * saved_per_token(spec, policy)
-        + saved_per_token(spec, "none") - saved_per_token(spec, policy)
-        + 2 * m.d_model * DTYPE_BYTES[spec.dtypes.compute]
-    )
+    per_token = m.n_layers * saved_per_token(spec, policy) + 2 * m.d_model * DTYPE_BYTES[spec.dtypes.compute]
+    kept, _ = attention_bytes(spec, policy)
+    return _ceil_div(per_token * tokens_per_chip(spec) + m.n_layers * kept, spec.mesh.axes.tensor)
+
+
+def backward_bytes(spec: RunSpec) -> int:
+    """The block being differentiated: its whole `none` set and attention peak in place of what it kept."""
+    m = spec.model
+    policy = value(m.remat)
     kept, peak = attention_bytes(spec, policy)
-    total = per_token * tokens_per_chip(spec) + m.n_layers * kept + peak - kept
-    return _ceil_div(total, spec.mesh.axes.tensor)
+    recomputed = (saved_per_token(spec, "none") - saved_per_token(spec, policy)) * tokens_per_chip(spec) + peak - kept
+    table_gradient = m.vocab_size * m.d_model * DTYPE_BYTES[spec.dtypes.compute] if m.tied_embeddings else 0
+    return _ceil_div(recomputed + table_gradient, spec.mesh.axes.tensor)
 
 
 def loss_bytes(spec: RunSpec) -> int:
+    """The output layer at the turn: the gathered output weight and the cross-entropy kernel's buffers."""
     m = spec.model
     peak = footprint.cross_entropy_peak_bytes(
         tokens_per_chip(spec), m.vocab_size, m.d_model, spec.kernels.cross_entropy_chunk, spec.kernels.cross_entropy,
-        dtype_bytes=DTYPE_BYTES[spec.dtypes.compute],
+        dtype_bytes=DTYPE_BYTES[spec.dtypes.compute], fused=on_tpu(spec),
     )
-    return _ceil_div(peak, spec.mesh.axes.tensor)
+    return _ceil_div(output_weight_bytes(spec) + peak, spec.mesh.axes.tensor)
 
 
 def memory_per_chip(spec: RunSpec, capacity: int) -> MemoryEstimate:
@@ -203,8 +241,9 @@ def memory_per_chip(spec: RunSpec, capacity: int) -> MemoryEstimate:
         params=weight_shard,
         grads=weight_shard,
         optimizer=2 * weight_shard,
+        gather=gather,
         activations=activation_bytes(spec),
         loss=loss_bytes(spec),
-        gather=gather,
+        backward=backward_bytes(spec),
         capacity=capacity,
     )

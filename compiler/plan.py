@@ -319,7 +319,7 @@ def _mesh_problems(run: CompiledRun) -> list[Problem]:
 def _fit_message(run: CompiledRun, memory: MemoryEstimate) -> str:
     spec = run.spec
     mesh, axes, accelerator = spec.mesh, spec.mesh.axes, value(spec.mesh.accelerator)
-    terms = " + ".join(f"{name} {format_bytes(size)}" for name, size in memory.terms().items() if size)
+    terms = memory.describe(format_bytes)
     message = (
         f"run {run.name!r} needs {format_bytes(memory.total)} per chip but one {accelerator} chip has "
         f"{format_capacity(memory.capacity)} ({terms}; {mesh.chips} chips as data {axes.data} × fsdp {axes.fsdp} × "

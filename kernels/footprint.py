@@ -29,6 +29,7 @@ def cross_entropy_peak_bytes(
     implementation: str,
     *,
     dtype_bytes: int = FLOAT32_BYTES,
+    fused: bool = False,
 ) -> int:
     """Peak transient bytes of value_and_grad of the output-layer loss over `tokens` tokens.
 
@@ -39,6 +40,12 @@ def cross_entropy_peak_bytes(
       implementation: "chunked" (`kernels.cross_entropy`) or "reference"
         (`kernels.cross_entropy_reference`), as in the run spec's kernels section.
       dtype_bytes: bytes per element of hidden states and weight (4 float32, 2 bfloat16).
+      fused: "chunked" as XLA compiles it for TPU: of a chunk's [chunk,
+        vocab] work only exp(logits - max) is written to memory, in float32;
+        the probabilities and the logit gradient are recomputed from it inside
+        the two matmul fusions that read them. Measured with libtpu's v5e
+        compiler (tests/kernels/test_footprint.py). False: XLA:CPU, which
+        writes out the logit gradient too.
 
     An upper bound, tight within about 1.5x: "chunked" holds at most two
     float32 [chunk, vocab] blocks (logits/softmax and the logit gradient; XLA
@@ -59,7 +66,10 @@ def cross_entropy_peak_bytes(
         raise ValueError(f"unknown cross-entropy implementation {implementation!r}; choose one of {CROSS_ENTROPY_IMPLEMENTATIONS}")
     chunk = min(chunk_size, tokens)
     padded_tokens = -(-tokens // chunk) * chunk
-    per_logit = 2 * FLOAT32_BYTES + (dtype_bytes if low_precision else 0)
+    if fused:
+        per_logit = FLOAT32_BYTES
+    else:
+        per_logit = 2 * FLOAT32_BYTES + (dtype_bytes if low_precision else 0)
     logit_blocks = chunk * vocab * per_logit
     weight_grad_accumulator = vocab * d_model * FLOAT32_BYTES
     hidden_grad = padded_tokens * d_model * FLOAT32_BYTES

@@ -29,7 +29,7 @@ NESTED_KEYS = {
     "mesh": ["data", "fsdp", "tensor"],
     "parameters": ["total", "non_embedding", "embedding", "output"],
     "flops": ["per_token", "dense_per_token", "attention_per_token", "output_per_token", "total"],
-    "memory_per_chip": ["params", "grads", "optimizer", "activations", "loss", "gather", "total", "capacity",
+    "memory_per_chip": ["params", "grads", "optimizer", "gather", "activations", "loss", "backward", "total", "capacity",
                         "fraction", "remat", "cross_entropy", "attention"],
     "price": ["source", "detail", "built_runs", "seconds_per_step", "aot_check"],
     "overheads": ["compile", "startup", "checkpoints", "other", "evals"],
