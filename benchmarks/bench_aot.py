@@ -17,15 +17,25 @@ per size (BRIEF §8).
     .venv/bin/python benchmarks/bench_aot.py --size 470m
     .venv/bin/python benchmarks/bench_aot.py --size 470m --smaller-slices   # and on v5e:8x16, v5e:8x8
 
---smaller-slices also compiles each size on 128 and 64 chips (fsdp over all of
-them) with the global batch cut to keep 2 sequences per chip, the check that
+--smaller-slices also compiles each size on 128, 64 and 16 chips (fsdp over all
+of them) with the global batch cut to keep 2 sequences per chip, the check that
 compiler.memory agrees with XLA beyond the one slice the recipes use.
+
+XLA's peak is elastic: given a whole chip, libtpu schedules for speed and uses
+memory it does not need (the 2.8B step on v5e:4x4 takes 15.2 GB, yet compiles
+when told the chip has 12 GB). So where the estimate is under 0.8 of the peak,
+the case is compiled again with libtpu's HBM held to 1.2 × the estimate
+(`--xla_tpu_max_hbm_size_mib`, in a child process: libtpu reads its flags
+once): the estimate stands if the step still compiles there.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import pathlib
+import subprocess
 import sys
 import time
 
@@ -35,7 +45,8 @@ sys.path.insert(0, str(REPO))
 from goals import report  # noqa: E402
 
 RUNS = {"470m": "470m-text-only", "2.8b": "2.8b-text-only"}
-SMALLER_SLICES = {"8x16": 128, "8x8": 64}
+SMALLER_SLICES = {"8x16": 128, "8x8": 64, "4x4": 16}
+MiB = 2**20
 
 
 def on_slice(spec, topology: str, chips: int):
@@ -47,11 +58,45 @@ def on_slice(spec, topology: str, chips: int):
     return spec.model_copy(update={"mesh": mesh, "batch": batch})
 
 
+def held_compile(size: str, topology: str, chips: int, cap_bytes: int) -> dict:
+    """The case compiled with libtpu told the chip has `cap_bytes` of HBM, in a fresh process.
+
+    libtpu reads its flags once, when it loads, so each cap needs its own
+    process. XLA counts its reserved space, the program and the arguments
+    against the cap, and compiles only if they fit.
+    """
+    env = dict(os.environ)
+    env["LIBTPU_INIT_ARGS"] = f"{env.get('LIBTPU_INIT_ARGS', '')} --xla_tpu_max_hbm_size_mib={cap_bytes // MiB}".strip()
+    command = [sys.executable, __file__, "--held", f"{size}:{topology}:{chips}"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _held_main(case: str) -> int:
+    """--held SIZE:TOPOLOGY:CHIPS: compile under the cap the parent set; print XLA's memory, or that it refused."""
+    from compiler.hardware import profile
+    from compiler.specset import load_spec_set
+    from runtime import aot
+
+    size, topology, chips = case.split(":")
+    spec = next(r.spec for r in load_spec_set([REPO / "specs" / "to_code"]).runs if r.name == RUNS[size])
+    if int(chips) != spec.mesh.chips:
+        spec = on_slice(spec, topology, int(chips))
+    result = aot.compile_run(spec, profile("tpu-v5e").memory_bytes, REPO / ".runix" / "aot")
+    print(json.dumps({"compiled": result.get("memory") is not None, "peak_bytes_per_chip": result["peak_bytes_per_chip"],
+                      "memory": result.get("memory"), "error": result.get("compile_error")}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(RUNS), action="append")
-    parser.add_argument("--smaller-slices", action="store_true", help="also on v5e:8x16 and v5e:8x8 (memory only)")
+    parser.add_argument("--smaller-slices", action="store_true",
+                        help="also on v5e:8x16, v5e:8x8 and v5e:4x4 (memory only)")
+    parser.add_argument("--held", help=argparse.SUPPRESS)  # the child process of held_compile
     args = parser.parse_args(argv)
+    if args.held:
+        return _held_main(args.held)
 
     from compiler.flops import parameter_count
     from compiler.hardware import profile
@@ -68,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smaller_slices:
         cases += [(f"{size}@{topology}", on_slice(runs[RUNS[size]], topology, chips), False)
                   for size in args.size or sorted(RUNS) for topology, chips in SMALLER_SLICES.items()]
+    held = []
     for size, spec, recipe_slice in cases:
         start = time.perf_counter()
         result = aot.compile_run(spec, hbm, REPO / ".runix" / "aot")
@@ -82,10 +128,25 @@ def main(argv: list[str] | None = None) -> int:
               f"{wire / 1e9:9.2f}G {wire / ideal:12.2f}  {collectives}   "
               f"{'cached' if result['cached'] else f'{seconds:.0f} s'} ({result['topology']})")
         met &= report(f"{size}: XLA peak / HBM", round(peak / hbm, 3), "< 1")
-        met &= report(f"{size}: estimate / XLA peak", round(estimate / peak, 3), ">= 0.8")
         met &= report(f"{size}: estimate / XLA peak (upper)", round(estimate / peak, 3), "<= 1.2")
+        if estimate / peak >= 0.8:
+            met &= report(f"{size}: estimate / XLA peak", round(estimate / peak, 3), ">= 0.8")
+        else:  # XLA takes what the chip has; held to 1.2 × the estimate, does the step still compile?
+            cap = int(1.2 * estimate)
+            start = time.perf_counter()
+            squeezed = held_compile(size.split("@")[0], spec.mesh.topology or result["topology"].split(":")[1],
+                                    spec.mesh.chips, cap)
+            fits = squeezed["compiled"]
+            detail = (f"XLA peak {squeezed['peak_bytes_per_chip'] / 1e9:.2f}G, "
+                      f"estimate / that peak {estimate / squeezed['peak_bytes_per_chip']:.2f}" if fits
+                      else f"refused: {squeezed['error'][:120]}")
+            held.append(f"{size:12} held to {cap / 1e9:.2f}G (1.2 × the estimate): "
+                        f"{'compiles' if fits else 'does not compile'}, {detail} ({time.perf_counter() - start:.0f} s)")
+            met &= report(f"{size}: compiles held to 1.2 × the estimate", int(fits), "== 1")
         if recipe_slice:  # the traffic goal is the recipes' slice's; smaller slices check memory only
             met &= report(f"{size}: collective bytes / FSDP ideal", round(wire / ideal, 3), "<= 1.5")
+    for line in held:
+        print(line)
     return 0 if met else 1
 
 

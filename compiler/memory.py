@@ -80,8 +80,10 @@ speed and keeps what it need not (the all-gathered weights of several blocks
 at once, the f32 [V, D] accumulator allocated before the forward pass ends),
 so the same step moves by ±10% between slices whose per-chip work is the
 same. On v5e:4x4 the 2.8B step takes 15.2 GB against 10.7 estimated (0.70),
-yet libtpu compiles it when told the chip has 12.1 GB (1.13 × the estimate,
-temporaries 15.2 → 10.7 GB): the bench checks that case that way. A new
+yet libtpu compiles it when told the chip has 12.8 GB (1.2 × the estimate),
+with a peak of 11.4 GB (estimate / that peak 0.94); 470M there takes 12.0 GB
+against 9.45 (0.79), and 10.1 GB held to 11.3 (0.94). The bench checks such
+a case that way. A new
 size or slice is worth `runix compile --aot` before it queues.
 """
 

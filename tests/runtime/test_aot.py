@@ -188,6 +188,28 @@ def test_a_step_xla_says_does_not_fit_is_refused_naming_its_largest_buffers():
     assert result["largest_buffers"][0]["shape"] in message
 
 
+def test_libtpu_held_to_less_hbm_refuses_the_step_it_compiled_before():
+    """benchmarks/bench_aot.py checks an elastic XLA peak by capping libtpu's HBM (--xla_tpu_max_hbm_size_mib).
+
+    A libtpu that dropped or renamed the flag would make that check pass for
+    any estimate; here the cap (2 MiB, below this step's ~6 MB) must refuse it.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("from tests.runtime.test_aot import HBM, small_spec\n"
+            "from runtime import aot\n"
+            "r = aot.compile_run(small_spec(4, '2x2', {'fsdp': 4}), HBM)\n"
+            "print('FITS' if r['memory'] else 'REFUSED', r.get('compile_error', ''))\n")
+    env = {**os.environ, "LIBTPU_INIT_ARGS": "--xla_tpu_max_hbm_size_mib=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "REFUSED" in out.stdout and "RESOURCE_EXHAUSTED" in out.stdout, out.stdout
+
+
 def test_gpu_meshes_say_there_is_no_compile_only_target():
     spec = small_spec(4, None, {"fsdp": 4}, attention="cudnn", accelerator="gpu-h100")
     with pytest.raises(aot.AotUnavailable, match="TPU only"):
