@@ -58,8 +58,20 @@ def on_slice(spec, topology: str, chips: int):
     return spec.model_copy(update={"mesh": mesh, "batch": batch})
 
 
-def held_compile(size: str, topology: str, chips: int, cap_bytes: int) -> dict:
-    """The case compiled with libtpu told the chip has `cap_bytes` of HBM, in a fresh process.
+def benchmark_cases(sizes, smaller_slices: bool) -> list[tuple[str, object, bool]]:
+    """(label, spec, on the recipes' slice) per case: each size on v5e:16x16, then on the smaller slices."""
+    from compiler.specset import load_spec_set
+
+    runs = {r.name: r.spec for r in load_spec_set([REPO / "specs" / "to_code"]).runs}
+    cases = [(size, runs[RUNS[size]], True) for size in sizes]
+    if smaller_slices:
+        cases += [(f"{size}@{topology}", on_slice(runs[RUNS[size]], topology, chips), False)
+                  for size in sizes for topology, chips in SMALLER_SLICES.items()]
+    return cases
+
+
+def held_compile(label: str, cap_bytes: int) -> dict:
+    """The case `label` compiled with libtpu told the chip has `cap_bytes` of HBM, in a fresh process.
 
     libtpu reads its flags once, when it loads, so each cap needs its own
     process. XLA counts its reserved space, the program and the arguments
@@ -67,21 +79,17 @@ def held_compile(size: str, topology: str, chips: int, cap_bytes: int) -> dict:
     """
     env = dict(os.environ)
     env["LIBTPU_INIT_ARGS"] = f"{env.get('LIBTPU_INIT_ARGS', '')} --xla_tpu_max_hbm_size_mib={cap_bytes // MiB}".strip()
-    command = [sys.executable, __file__, "--held", f"{size}:{topology}:{chips}"]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--held", label], env=env, capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _held_main(case: str) -> int:
-    """--held SIZE:TOPOLOGY:CHIPS: compile under the cap the parent set; print XLA's memory, or that it refused."""
+def _held_main(label: str) -> int:
+    """--held LABEL: compile that case under the cap the parent set; print XLA's memory, or that it refused."""
     from compiler.hardware import profile
-    from compiler.specset import load_spec_set
     from runtime import aot
 
-    size, topology, chips = case.split(":")
-    spec = next(r.spec for r in load_spec_set([REPO / "specs" / "to_code"]).runs if r.name == RUNS[size])
-    if int(chips) != spec.mesh.chips:
-        spec = on_slice(spec, topology, int(chips))
+    spec = next(spec for name, spec, _ in benchmark_cases(sorted(RUNS), True) if name == label)
     result = aot.compile_run(spec, profile("tpu-v5e").memory_bytes, REPO / ".runix" / "aot")
     print(json.dumps({"compiled": result.get("memory") is not None, "peak_bytes_per_chip": result["peak_bytes_per_chip"],
                       "memory": result.get("memory"), "error": result.get("compile_error")}))
@@ -101,20 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     from compiler.flops import parameter_count
     from compiler.hardware import profile
     from compiler.memory import DTYPE_BYTES, memory_per_chip
-    from compiler.specset import load_spec_set
     from runtime import aot
 
-    runs = {r.name: r.spec for r in load_spec_set([REPO / "specs" / "to_code"]).runs}
     hbm = profile("tpu-v5e").memory_bytes
     print(f"{'size':12} {'XLA peak':>10} {'/ HBM':>7} {'estimate':>10} {'est/XLA':>8} {'wire/chip':>10} "
           f"{'/ FSDP ideal':>12}  collectives (kind×count buffer bytes)   compile")
     met = True
-    cases = [(size, runs[RUNS[size]], True) for size in args.size or sorted(RUNS)]
-    if args.smaller_slices:
-        cases += [(f"{size}@{topology}", on_slice(runs[RUNS[size]], topology, chips), False)
-                  for size in args.size or sorted(RUNS) for topology, chips in SMALLER_SLICES.items()]
     held = []
-    for size, spec, recipe_slice in cases:
+    for size, spec, recipe_slice in benchmark_cases(args.size or sorted(RUNS), args.smaller_slices):
         start = time.perf_counter()
         result = aot.compile_run(spec, hbm, REPO / ".runix" / "aot")
         seconds = time.perf_counter() - start
@@ -134,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # XLA takes what the chip has; held to 1.2 × the estimate, does the step still compile?
             cap = int(1.2 * estimate)
             start = time.perf_counter()
-            squeezed = held_compile(size.split("@")[0], spec.mesh.topology or result["topology"].split(":")[1],
-                                    spec.mesh.chips, cap)
+            squeezed = held_compile(size, cap)
             fits = squeezed["compiled"]
             detail = (f"XLA peak {squeezed['peak_bytes_per_chip'] / 1e9:.2f}G, "
                       f"estimate / that peak {estimate / squeezed['peak_bytes_per_chip']:.2f}" if fits

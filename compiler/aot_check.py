@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from compiler.canonical import canonical_json
-from compiler.hardware import HardwareProfile
+from compiler.hardware import HardwareProfile, is_tpu
 
 INDEX_FOLDER = (".runix", "aot-index")
 INDEX_FORMAT = "runix-aot-index/1"
@@ -165,7 +165,7 @@ def check(spec, hardware: HardwareProfile, index: AotIndex) -> AotCheck:
     accelerator = getattr(spec.mesh.accelerator, "value", spec.mesh.accelerator)
     if accelerator == "cpu":
         return AotCheck(UNAVAILABLE, f"{CPU_REASON}: no ahead-of-time check")
-    if not accelerator.startswith("tpu"):
+    if not is_tpu(accelerator):
         return AotCheck(UNAVAILABLE, f"{accelerator}: no compile-only target here (jax compiles ahead of time for TPU "
                                      "topologies only; compiling for a GPU needs the GPU)")
     record = index.records.get(compile_key(spec))

@@ -89,6 +89,11 @@ def profile(accelerator: str) -> HardwareProfile:
     return PROFILES[getattr(accelerator, "value", accelerator)]
 
 
+def is_tpu(accelerator: str) -> bool:
+    """Whether an accelerator name (or its enum) is a TPU: libtpu compiles its steps, here too (runtime.aot)."""
+    return str(getattr(accelerator, "value", accelerator)).startswith("tpu")
+
+
 def default_attention(accelerator: str) -> str:
     """The attention implementation `kernels.attention: auto` resolves to."""
     return profile(accelerator).attention

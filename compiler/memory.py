@@ -92,7 +92,7 @@ from __future__ import annotations
 import dataclasses
 
 from compiler.flops import parameter_count
-from compiler.hardware import default_attention
+from compiler.hardware import default_attention, is_tpu
 from compiler.spec import BlockKind, RunSpec
 from kernels import footprint
 
@@ -188,16 +188,16 @@ def attention_bytes(spec: RunSpec, policy: str) -> tuple[int, int]:
     return 0, peak
 
 
-def on_tpu(spec: RunSpec) -> bool:
-    return str(value(spec.mesh.accelerator)).startswith("tpu")
-
-
 def output_weight_bytes(spec: RunSpec) -> int:
-    """The output weight as the loss reads it, V·D·a: one whole copy per chip when gathered or cast."""
-    m = spec.model
+    """V·D·a: the output weight (or a tied table's gradient) whole, in the compute dtype."""
+    return spec.model.vocab_size * spec.model.d_model * DTYPE_BYTES[spec.dtypes.compute]
+
+
+def output_weight_copy_bytes(spec: RunSpec) -> int:
+    """The output weight as the loss reads it: one whole copy per chip when gathered over fsdp or cast."""
     if spec.mesh.axes.fsdp == 1 and spec.dtypes.params == spec.dtypes.compute:
         return 0
-    return m.vocab_size * m.d_model * DTYPE_BYTES[spec.dtypes.compute]
+    return output_weight_bytes(spec)
 
 
 def activation_bytes(spec: RunSpec) -> int:
@@ -215,7 +215,7 @@ def backward_bytes(spec: RunSpec) -> int:
     policy = value(m.remat)
     kept, peak = attention_bytes(spec, policy)
     recomputed = (saved_per_token(spec, "none") - saved_per_token(spec, policy)) * tokens_per_chip(spec) + peak - kept
-    table_gradient = m.vocab_size * m.d_model * DTYPE_BYTES[spec.dtypes.compute] if m.tied_embeddings else 0
+    table_gradient = output_weight_bytes(spec) if m.tied_embeddings else 0
     return _ceil_div(recomputed + table_gradient, spec.mesh.axes.tensor)
 
 
@@ -224,9 +224,9 @@ def loss_bytes(spec: RunSpec) -> int:
     m = spec.model
     peak = footprint.cross_entropy_peak_bytes(
         tokens_per_chip(spec), m.vocab_size, m.d_model, spec.kernels.cross_entropy_chunk, spec.kernels.cross_entropy,
-        dtype_bytes=DTYPE_BYTES[spec.dtypes.compute], fused=on_tpu(spec),
+        dtype_bytes=DTYPE_BYTES[spec.dtypes.compute], fused=is_tpu(spec.mesh.accelerator),
     )
-    return _ceil_div(output_weight_bytes(spec) + peak, spec.mesh.axes.tensor)
+    return _ceil_div(output_weight_copy_bytes(spec) + peak, spec.mesh.axes.tensor)
 
 
 def memory_per_chip(spec: RunSpec, capacity: int) -> MemoryEstimate:
